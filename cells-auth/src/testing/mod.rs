@@ -1,0 +1,15 @@
+//! Test doubles for code that uses cells-auth (cargo feature `testing`).
+//!
+//! [`FakeTokenServer`] is a real HTTP server on 127.0.0.1 that speaks the `PostAccessToken`
+//! protocol and can be scripted with faults ([`Reply`]); it records what it receives
+//! ([`RecordedRequest`]). Tests of applications and of this project use it instead of the
+//! network.
+
+mod connection;
+mod recorded;
+mod reply;
+mod server;
+
+pub use recorded::RecordedRequest;
+pub use reply::Reply;
+pub use server::{FakeTokenServer, FakeTokenServerBuilder};
