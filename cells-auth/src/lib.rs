@@ -1,6 +1,73 @@
-//! Access tokens for Aspose.Cells Cloud (the provider arrives with the token provider issue).
+//! Get and keep access tokens for [Aspose.Cells Cloud].
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), cells_auth::Error> {
+//! let auth = cells_auth::CellsAuth::builder()
+//!     .client_id("my-client-id")
+//!     .client_secret("my-client-secret")
+//!     .build()?; // checks everything, sends nothing
+//!
+//! // On every request to Aspose.Cells Cloud: a cached read costs nanoseconds.
+//! let token = auth.token().await?;
+//! let request = reqwest::Client::new()
+//!     .get(format!("{}/cells/storage/exist/test.xlsx", auth.base_url()))
+//!     .header(reqwest::header::AUTHORIZATION, token.authorization_header());
+//! # let _ = request;
+//! # Ok(()) }
+//! ```
+//!
+//! [`CellsAuth::from_env`] reads `ASPOSE_CLOUD_CLIENT_ID`, `ASPOSE_CLOUD_CLIENT_SECRET` and
+//! `ASPOSE_CLOUD_API_URL` (or the official SDKs' `CellsCloudClientId`,
+//! `CellsCloudClientSecret`, `CellsCloudApiBaseUrl`). A self-hosted server without
+//! authentication gets [`CellsAuth::no_auth`].
+//!
+//! # Behaviour
+//! - **Cache.** A token is served until shortly before it expires, by `expires_in` (number or
+//!   numeric string) or else the JWT `exp` claim, counted from just before the request was sent.
+//!   A cached read takes no lock, reads no clock and allocates nothing.
+//! - **Refresh ahead.** Five minutes before expiry (or at half-life for short tokens, with
+//!   jitter) a background refresh starts while callers keep the current token.
+//! - **Single-flight.** Any number of concurrent callers on a cold cache share one request and
+//!   its outcome.
+//! - **Static stability.** A failed refresh keeps the valid token in service and tries again
+//!   later, spaced out; an error surfaces only when no valid token is left.
+//! - **Retries.** Network errors, timeouts, 429 and 5xx are retried with jittered exponential
+//!   backoff, honouring `Retry-After`, within one deadline. 400 and 401 are never retried, and
+//!   a rejection of the credentials is remembered for a few seconds.
+//! - **Secrets.** The client secret and tokens are zeroized on drop and appear in no `Debug`,
+//!   `Display`, error, log line or URL. Token requests never follow redirects.
+//! - **Transport.** HTTPS (rustls, the platform's trust store) except to loopback addresses or
+//!   with [`CellsAuthBuilder::allow_insecure_http`]; timeouts by default; proxies from the
+//!   environment as reqwest handles them.
+//! - **Observability.** `tracing` spans and events for fetches, retries, refreshes and errors.
+//!
+//! # Features
+//! - `testing`: [`testing::FakeTokenServer`], a scriptable token server on 127.0.0.1, and
+//!   [`testing::ManualClock`], to test code that uses this crate without the network or waiting.
+//!
+//! [Aspose.Cells Cloud]: https://products.aspose.cloud/cells/
 
 #![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod auth;
+mod cache;
+mod clock;
+mod config;
+mod error;
+mod fetch;
+mod retry;
+mod scrub;
+mod tls;
+mod token;
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use auth::CellsAuth;
+pub use config::{
+    BASE_URL_VARS, CLIENT_ID_VARS, CLIENT_SECRET_VARS, CellsAuthBuilder, DEFAULT_BASE_URL,
+};
+pub use error::{Error, Result};
+pub use token::AccessToken;

@@ -2,14 +2,16 @@
 //!
 //! [`FakeTokenServer`] is a real HTTP server on 127.0.0.1 that speaks the `PostAccessToken`
 //! protocol and can be scripted with faults ([`Reply`]); it records what it receives
-//! ([`RecordedRequest`]). Tests of applications and of this project use it instead of the
-//! network.
+//! ([`RecordedRequest`]). [`ManualClock`] lets tests move time instead of waiting for it.
 
+mod clock;
 mod connection;
 mod recorded;
 mod reply;
 mod server;
 
+pub use clock::ManualClock;
+pub(crate) use clock::ManualState;
 pub use recorded::RecordedRequest;
 pub use reply::Reply;
 pub use server::{FakeTokenServer, FakeTokenServerBuilder};

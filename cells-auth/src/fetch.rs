@@ -1,0 +1,393 @@
+//! One token request through the generated client, and what its answer means.
+//!
+//! This is the only place that talks HTTP: it sends `PostAccessToken` with `cells-auth-gen`
+//! and maps every possible outcome to a lifetime or a typed [`Error`].
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cells_auth_gen::types::{AccessTokenRequest, AccessTokenResponse, ExpiresIn, GrantType};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::scrub::{excerpt, scrub};
+
+/// The longest lifetime believed. A larger `expires_in` (or a far-future JWT `exp`) is capped,
+/// so that a misbehaving server cannot make a token live forever or overflow time arithmetic.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Sends token requests for one set of credentials.
+pub(crate) struct Fetcher {
+    client: cells_auth_gen::Client,
+    client_id: String,
+    client_secret: SecretString,
+    clock: Clock,
+}
+
+/// A token as it arrived, before the cache decides when to refresh it.
+pub(crate) struct Fetched {
+    pub(crate) secret: SecretString,
+    pub(crate) lifetime: Duration,
+    /// Taken just before the request was sent: the lifetime counts from here, so network
+    /// latency shortens the token's life in our books rather than lengthening it.
+    pub(crate) started: Instant,
+    pub(crate) started_system: SystemTime,
+}
+
+impl Fetcher {
+    pub(crate) fn new(
+        client: cells_auth_gen::Client,
+        client_id: String,
+        client_secret: SecretString,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            client,
+            client_id,
+            client_secret,
+            clock,
+        }
+    }
+
+    /// Sends one request. Retries are the caller's business (see `retry.rs`).
+    pub(crate) async fn fetch_once(&self) -> Result<Fetched, Error> {
+        let request = AccessTokenRequest {
+            grant_type: GrantType::ClientCredentials,
+            client_id: self
+                .client_id
+                .as_str()
+                .try_into()
+                .map_err(|_| Error::config("the client ID is empty"))?,
+            client_secret: self
+                .client_secret
+                .expose_secret()
+                .try_into()
+                .map_err(|_| Error::config("the client secret is empty"))?,
+        };
+        let started = self.clock.now();
+        let started_system = self.clock.system_now();
+        let outcome = self.client.post_access_token(&request).await;
+        drop(request);
+        match outcome {
+            Ok(response) => {
+                let body = response.into_inner();
+                let (secret, lifetime) = self.validate(body, started_system)?;
+                Ok(Fetched {
+                    secret,
+                    lifetime,
+                    started,
+                    started_system,
+                })
+            }
+            Err(error) => Err(self.map_error(error).await),
+        }
+    }
+
+    /// Checks a 200 answer: a non-empty bearer token with a positive lifetime.
+    fn validate(
+        &self,
+        body: AccessTokenResponse,
+        now: SystemTime,
+    ) -> Result<(SecretString, Duration), Error> {
+        let invalid = |reason: &str| Error::InvalidResponse {
+            status: 200,
+            reason: reason.to_owned(),
+            excerpt: String::new(),
+        };
+        let AccessTokenResponse {
+            access_token,
+            token_type,
+            expires_in,
+            ..
+        } = body;
+        let secret = SecretString::from(access_token);
+        let token = secret.expose_secret();
+        if token.trim().is_empty() {
+            return Err(invalid("the access_token is empty"));
+        }
+        if crate::token::bearer_header(token).is_none() {
+            return Err(invalid(
+                "the access_token holds characters that cannot be sent in a header",
+            ));
+        }
+        if let Some(kind) = token_type.as_deref()
+            && !kind.eq_ignore_ascii_case("bearer")
+        {
+            return Err(invalid(&format!(
+                "token_type is {:?}, not \"bearer\"",
+                scrub(kind, &[self.client_secret.expose_secret()])
+            )));
+        }
+        let lifetime = match expires_in {
+            Some(ExpiresIn::Int64(seconds)) => lifetime_from_seconds(seconds)
+                .ok_or_else(|| invalid(&format!("expires_in is {seconds}, not positive")))?,
+            Some(ExpiresIn::String(text)) => text
+                .parse::<i64>()
+                .ok()
+                .and_then(lifetime_from_seconds)
+                .ok_or_else(|| invalid("expires_in is not a positive number of seconds"))?,
+            None => jwt_lifetime(token, now).ok_or_else(|| {
+                invalid("the response has no expires_in and the token carries no future exp claim")
+            })?,
+        };
+        Ok((secret, lifetime.min(MAX_TOKEN_LIFETIME)))
+    }
+
+    async fn map_error(&self, error: cells_auth_gen::Error<cells_auth_gen::ByteStream>) -> Error {
+        use cells_auth_gen::Error as GenError;
+        let secrets = [self.client_secret.expose_secret()];
+        match error {
+            GenError::ErrorResponse(response) => {
+                let status = response.status().as_u16();
+                let retry_after = retry_after(response.headers());
+                let body = read_capped(response.into_inner()).await;
+                classify(status, retry_after, body.as_deref(), &secrets)
+            }
+            GenError::UnexpectedResponse(response) => {
+                let status = response.status().as_u16();
+                let retry_after = retry_after(response.headers());
+                let body = response.bytes().await.ok();
+                classify(status, retry_after, body.as_deref(), &secrets)
+            }
+            GenError::InvalidResponsePayload(body, parse_error) => Error::InvalidResponse {
+                status: 200,
+                reason: format!(
+                    "the body is not a token response ({})",
+                    describe_json_error(&parse_error)
+                ),
+                excerpt: excerpt(&body, &secrets),
+            },
+            GenError::CommunicationError(error) | GenError::ResponseBodyError(error) => {
+                network_error(error)
+            }
+            GenError::InvalidRequest(message) | GenError::Custom(message) => {
+                Error::config(scrub(&message, &secrets))
+            }
+            GenError::InvalidUpgrade(error) => network_error(error),
+        }
+    }
+}
+
+impl fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetcher")
+            .field(
+                "base_url",
+                &cells_auth_gen::ClientInfo::baseurl(&self.client),
+            )
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
+}
+
+fn lifetime_from_seconds(seconds: i64) -> Option<Duration> {
+    u64::try_from(seconds)
+        .ok()
+        .filter(|seconds| *seconds > 0)
+        .map(Duration::from_secs)
+}
+
+/// The lifetime left by the JWT's `exp` claim (decoded, not verified: the server that issued
+/// it is the only party that verifies it).
+fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let exp = claims.get("exp")?.as_f64()?;
+    if !exp.is_finite() || exp <= 0.0 {
+        return None;
+    }
+    let exp = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(exp.min(1e12));
+    exp.duration_since(now).ok().filter(|left| !left.is_zero())
+}
+
+/// The `Retry-After` header as a wait: seconds, or an HTTP date (RFC 9110 section 10.2.3).
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(
+        date.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Maps a non-200 answer to an error.
+fn classify(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Option<&[u8]>,
+    secrets: &[&str],
+) -> Error {
+    match status {
+        400 | 401 => {
+            let oauth = body.and_then(|body| {
+                serde_json::from_slice::<cells_auth_gen::types::OAuthError>(body).ok()
+            });
+            Error::CredentialsRejected {
+                status,
+                code: oauth.as_ref().map(|oauth| scrub(&oauth.error, secrets)),
+                description: oauth
+                    .and_then(|oauth| oauth.error_description)
+                    .map(|text| scrub(&text, secrets)),
+            }
+        }
+        429 | 500 | 502 | 503 | 504 => Error::ServiceUnavailable {
+            status,
+            retry_after,
+        },
+        300..=399 => Error::InvalidResponse {
+            status,
+            reason: "the token endpoint redirected; token requests never follow redirects, \
+                     so configure the final URL"
+                .to_owned(),
+            excerpt: String::new(),
+        },
+        _ => Error::InvalidResponse {
+            status,
+            reason: "unexpected status".to_owned(),
+            excerpt: body.map(|body| excerpt(body, secrets)).unwrap_or_default(),
+        },
+    }
+}
+
+/// Reads an error body (already capped by `cells-auth-gen`'s hooks); `None` when it could not
+/// be read, which only loses the excerpt.
+async fn read_capped(mut stream: cells_auth_gen::ByteStream) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        body.extend_from_slice(&chunk.ok()?);
+    }
+    Some(body)
+}
+
+fn network_error(error: reqwest::Error) -> Error {
+    let error = error.without_url();
+    if body_over_cap(&error) {
+        return Error::InvalidResponse {
+            status: error.status().map_or(200, |status| status.as_u16()),
+            reason: format!(
+                "the body is larger than {} bytes",
+                cells_auth_gen::MAX_RESPONSE_BYTES
+            ),
+            excerpt: String::new(),
+        };
+    }
+    if error.is_timeout() {
+        return Error::Network {
+            message: "the request timed out".to_owned(),
+            source: std::sync::Arc::new(error),
+        };
+    }
+    let message = if error.is_connect() {
+        "could not connect".to_owned()
+    } else if error.is_body() || error.is_decode() {
+        "the connection failed while reading the answer".to_owned()
+    } else {
+        "the request failed".to_owned()
+    };
+    Error::Network {
+        message: format!("{message} ({})", root_cause(&error)),
+        source: std::sync::Arc::new(error),
+    }
+}
+
+fn body_over_cap(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+fn describe_json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Eof => "truncated JSON".to_owned(),
+        Category::Syntax => "not JSON".to_owned(),
+        // A data error names the offending field but never echoes its value.
+        Category::Data => "JSON without the expected fields".to_owned(),
+        Category::Io => "unreadable".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+
+        let later = SystemTime::now() + Duration::from_secs(120);
+        headers.insert(
+            http::header::RETRY_AFTER,
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
+        let wait = retry_after(&headers).unwrap();
+        assert!(wait <= Duration::from_secs(120) && wait >= Duration::from_secs(100));
+
+        headers.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn jwt_exp_gives_the_remaining_lifetime() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let payload = URL_SAFE_NO_PAD.encode(r#"{"exp":1000600}"#);
+        let token = format!("e30.{payload}.sig");
+        assert_eq!(jwt_lifetime(&token, now), Some(Duration::from_secs(600)));
+
+        let expired = format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(r#"{"exp":999}"#));
+        assert_eq!(jwt_lifetime(&expired, now), None);
+        assert_eq!(jwt_lifetime("not-a-jwt", now), None);
+    }
+
+    #[test]
+    fn classify_separates_credentials_from_outages() {
+        let rejected = classify(400, None, Some(br#"{"error":"invalid_client"}"#), &[]);
+        assert!(rejected.is_credentials());
+        assert!(!rejected.is_transient());
+
+        let busy = classify(429, Some(Duration::from_secs(3)), None, &[]);
+        assert!(busy.is_transient());
+        assert_eq!(busy.retry_after(), Some(Duration::from_secs(3)));
+
+        let redirect = classify(302, None, None, &[]);
+        assert!(matches!(
+            redirect,
+            Error::InvalidResponse { status: 302, .. }
+        ));
+    }
+
+    #[test]
+    fn negative_zero_and_huge_lifetimes() {
+        assert_eq!(lifetime_from_seconds(-5), None);
+        assert_eq!(lifetime_from_seconds(0), None);
+        assert_eq!(lifetime_from_seconds(60), Some(Duration::from_secs(60)));
+        assert!(lifetime_from_seconds(i64::MAX).unwrap() > MAX_TOKEN_LIFETIME);
+    }
+}

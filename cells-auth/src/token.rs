@@ -1,0 +1,91 @@
+//! The access token handed to callers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+
+/// A bearer token for Aspose.Cells Cloud, from [`CellsAuth::token`](crate::CellsAuth::token).
+///
+/// Cheap to clone. Its `Debug` output shows when it expires, never the token; the token is
+/// zeroized when the last clone is dropped.
+#[derive(Clone)]
+pub struct AccessToken(Arc<TokenData>);
+
+#[derive(Clone)]
+pub(crate) struct TokenData {
+    pub(crate) secret: SecretString,
+    /// `Bearer <token>`, built once per token and marked sensitive so that HTTP libraries
+    /// redact it in their own logs.
+    pub(crate) header: HeaderValue,
+    pub(crate) expires_at: SystemTime,
+    pub(crate) timing: Timing,
+    /// Which fetch produced this token; it identifies the token for
+    /// [`CellsAuth::invalidate`](crate::CellsAuth::invalidate).
+    pub(crate) generation: u64,
+}
+
+/// When the cache acts on a token, on the provider's monotonic clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// Start refreshing in the background from here on.
+    pub(crate) refresh_at: Instant,
+    /// Serve it until here; after this callers wait for a new one.
+    pub(crate) usable_until: Instant,
+}
+
+impl AccessToken {
+    pub(crate) fn new(data: TokenData) -> Self {
+        Self(Arc::new(data))
+    }
+
+    /// The bearer token itself, for an `Authorization: Bearer ...` header.
+    pub fn secret(&self) -> &str {
+        self.0.secret.expose_secret()
+    }
+
+    /// The `Authorization` header value, `Bearer <token>`, marked sensitive. It was built once
+    /// when the token arrived, so using it costs no formatting or allocation.
+    pub fn authorization_header(&self) -> &HeaderValue {
+        &self.0.header
+    }
+
+    /// When the token stops being valid, by the server's `expires_in` (or the JWT `exp` claim),
+    /// counted from just before the request was sent.
+    pub fn expires_at(&self) -> SystemTime {
+        self.0.expires_at
+    }
+
+    pub(crate) fn data(&self) -> &TokenData {
+        &self.0
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.0.generation
+    }
+
+    /// A copy that shares no reference count with `self`: each thread keeps its own copy so
+    /// that cached reads on different cores never write to the same cache line.
+    pub(crate) fn detached_copy(&self) -> Self {
+        Self::new(TokenData::clone(&self.0))
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &"<redacted>")
+            .field("expires_at", &httpdate::fmt_http_date(self.0.expires_at))
+            .finish()
+    }
+}
+
+/// `Bearer <token>` as a sensitive header value; `None` when the token holds characters that
+/// cannot appear in a header.
+pub(crate) fn bearer_header(token: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
