@@ -5,7 +5,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
 use secrecy::SecretString;
 
 use crate::CellsAuth;
@@ -144,7 +143,7 @@ impl CellsAuthBuilder {
         let http_client = match self.http_client {
             Some(client) => client,
             None => {
-                let mut extra_roots: Vec<CertificateDer<'static>> = Vec::new();
+                let mut extra_roots = Vec::new();
                 for pem in &self.extra_roots_pem {
                     extra_roots.extend(parse_pem_certificates(pem)?);
                 }

@@ -25,9 +25,12 @@ where
         let Some(request) = read_request(&mut stream, &mut buffer).await? else {
             return Ok(());
         };
-        let (delay, action) = shared.answer(request);
+        let (delay, gate, action) = shared.answer(request);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
+        }
+        if let Some(gate) = gate {
+            gate.wait().await;
         }
         match action {
             Action::Close => return stream.shutdown().await,

@@ -13,5 +13,5 @@ mod server;
 pub use clock::ManualClock;
 pub(crate) use clock::ManualState;
 pub use recorded::RecordedRequest;
-pub use reply::Reply;
+pub use reply::{Gate, Reply};
 pub use server::{FakeTokenServer, FakeTokenServerBuilder};

@@ -21,6 +21,49 @@ use std::time::Duration;
 pub struct Reply {
     pub(crate) kind: ReplyKind,
     pub(crate) delay: Duration,
+    pub(crate) gate: Option<Gate>,
+}
+
+/// Holds back the replies given [`Reply::after`] until the test calls [`Gate::open`]: a way to
+/// keep a request in flight for exactly as long as a test needs, without sleeping.
+///
+/// ```
+/// use cells_auth::testing::{Gate, Reply};
+///
+/// let gate = Gate::new();
+/// let held = Reply::token().after(&gate); // answered once `gate.open()` is called
+/// gate.open();
+/// # let _ = held;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Gate {
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self {
+            open: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Releases every reply held by this gate, now and later.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    pub(crate) async fn wait(&self) {
+        let mut open = self.open.subscribe();
+        // `self` owns the sender, so waiting can only end with the gate open.
+        let _ = open.wait_for(|open| *open).await;
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +164,12 @@ impl Reply {
         self
     }
 
+    /// Holds the reply until `gate` is opened (after any [`delay`](Self::delay)).
+    pub fn after(mut self, gate: &Gate) -> Self {
+        self.gate = Some(gate.clone());
+        self
+    }
+
     /// Waits this long before sending anything (slow headers). For
     /// [`close_connection`](Self::close_connection), waits before closing.
     pub fn delay(mut self, delay: Duration) -> Self {
@@ -132,6 +181,7 @@ impl Reply {
         Self {
             kind,
             delay: Duration::ZERO,
+            gate: None,
         }
     }
 }

@@ -10,9 +10,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use super::RecordedRequest;
-use super::reply::{RawReply, Reply, ReplyKind};
+use super::reply::{Gate, RawReply, Reply, ReplyKind};
 
 /// The path the server answers, below any base-URL prefix (`/v4.0`, `/v3.0`, ...).
 const TOKEN_PATH_SUFFIX: &str = "/cells/connect/token";
@@ -42,6 +43,7 @@ const TOKEN_PATH_SUFFIX: &str = "/cells/connect/token";
 #[derive(Debug)]
 pub struct FakeTokenServer {
     addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
     requests_seen: watch::Receiver<usize>,
     // Dropping the set aborts the accept loop and every connection task.
@@ -54,6 +56,7 @@ pub struct FakeTokenServerBuilder {
     client_id: String,
     client_secret: String,
     expires_in: i64,
+    tls: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -96,6 +99,7 @@ impl FakeTokenServer {
             client_id: Self::CLIENT_ID.to_owned(),
             client_secret: Self::CLIENT_SECRET.to_owned(),
             expires_in: 3600,
+            tls: None,
         }
     }
 
@@ -104,9 +108,10 @@ impl FakeTokenServer {
         self.addr
     }
 
-    /// The base URL to give a client: `http://127.0.0.1:<port>/v4.0`.
+    /// The base URL to give a client: `http://127.0.0.1:<port>/v4.0` (`https` when built
+    /// with [`FakeTokenServerBuilder::tls`]).
     pub fn base_url(&self) -> String {
-        format!("http://{}/v4.0", self.addr)
+        format!("{}://{}/v4.0", self.scheme, self.addr)
     }
 
     /// Queues a scripted reply; queued replies answer requests in order before any token is
@@ -152,8 +157,20 @@ impl FakeTokenServerBuilder {
         self
     }
 
+    /// Serves HTTPS with this certificate chain and private key (PEM), for example a
+    /// self-signed certificate for `127.0.0.1` made with `rcgen`.
+    pub fn tls(mut self, cert_chain_pem: &str, private_key_pem: &str) -> Self {
+        self.tls = Some((cert_chain_pem.to_owned(), private_key_pem.to_owned()));
+        self
+    }
+
     /// Binds an ephemeral port on 127.0.0.1 and starts serving on the current tokio runtime.
     pub async fn start(self) -> std::io::Result<FakeTokenServer> {
+        let acceptor = self
+            .tls
+            .as_ref()
+            .map(|(cert, key)| tls_acceptor(cert, key))
+            .transpose()?;
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (requests_seen_tx, requests_seen) = watch::channel(0);
@@ -165,9 +182,11 @@ impl FakeTokenServerBuilder {
             requests_seen: requests_seen_tx,
         });
         let mut tasks = JoinSet::new();
-        tasks.spawn(accept_loop(listener, Arc::clone(&shared)));
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        tasks.spawn(accept_loop(listener, acceptor, Arc::clone(&shared)));
         Ok(FakeTokenServer {
             addr,
+            scheme,
             shared,
             requests_seen,
             _tasks: tasks,
@@ -175,16 +194,24 @@ impl FakeTokenServerBuilder {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let shared = Arc::clone(&shared);
+                let acceptor = acceptor.clone();
                 connections.spawn(async move {
-                    // A connection error ends that connection only; the client sees it.
-                    let _ = super::connection::serve(stream, &shared).await;
+                    // A connection or handshake error ends that connection only; the client
+                    // sees it.
+                    let _ = match acceptor {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => super::connection::serve(stream, &shared).await,
+                            Err(error) => Err(error),
+                        },
+                        None => super::connection::serve(stream, &shared).await,
+                    };
                 });
             }
             // Reap finished connections so the set does not grow without bound.
@@ -200,7 +227,7 @@ impl Shared {
     }
 
     /// Records `request` and decides the answer: the next queued reply, or a token.
-    pub(crate) fn answer(&self, request: RecordedRequest) -> (Duration, Action) {
+    pub(crate) fn answer(&self, request: RecordedRequest) -> (Duration, Option<Gate>, Action) {
         let (reply, action) = {
             let mut state = self.lock();
             let reply = state.replies.pop_front().unwrap_or_else(Reply::token);
@@ -216,7 +243,7 @@ impl Shared {
             self.requests_seen.send_replace(count);
             (reply, action)
         };
-        (reply.delay, action)
+        (reply.delay, reply.gate, action)
     }
 
     /// The protocol itself: validate the form, then mint a token.
@@ -264,6 +291,26 @@ impl Shared {
             }),
         )
     }
+}
+
+fn tls_acceptor(cert_chain_pem: &str, private_key_pem: &str) -> std::io::Result<TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |error: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, error);
+    let chain = CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| invalid(format!("certificate PEM: {error}")))?;
+    let key = PrivateKeyDer::from_pem_slice(private_key_pem.as_bytes())
+        .map_err(|error| invalid(format!("private key PEM: {error}")))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| invalid(error.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|error| invalid(error.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 fn json_reply(status: u16, body: serde_json::Value) -> RawReply {

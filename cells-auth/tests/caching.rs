@@ -1,0 +1,247 @@
+//! The cache: one request for many callers, refresh ahead, static stability, invalidation.
+
+mod support;
+
+use std::time::Duration;
+
+use cells_auth::testing::{FakeTokenServer, Gate, ManualClock, Reply};
+use support::{advance, provider, settle};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test]
+async fn two_calls_make_one_request() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let auth = provider(&server, &ManualClock::new());
+    let first = auth.token().await.unwrap();
+    let second = auth.token().await.unwrap();
+    assert_eq!(first.secret(), second.secret());
+    assert_eq!(first.secret(), server.issued_tokens()[0]);
+    assert_eq!(server.request_count(), 1);
+}
+
+#[tokio::test]
+async fn clones_share_one_cache() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let auth = provider(&server, &ManualClock::new());
+    let clone = auth.clone();
+    auth.token().await.unwrap();
+    clone.token().await.unwrap();
+    assert_eq!(server.request_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_callers_on_a_cold_cache_make_one_request() {
+    let server = FakeTokenServer::start().await.unwrap();
+    // Hold the answer until every caller is waiting, so they really overlap.
+    let gate = Gate::new();
+    server.push_reply(Reply::token().after(&gate));
+    let auth = provider(&server, &ManualClock::new());
+
+    let callers: Vec<_> = (0..1000)
+        .map(|_| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.token().await })
+        })
+        .collect();
+    server.wait_for_requests(1).await;
+    gate.open();
+    let mut secrets = std::collections::BTreeSet::new();
+    for caller in callers {
+        secrets.insert(caller.await.unwrap().unwrap().secret().to_owned());
+    }
+    assert_eq!(server.request_count(), 1, "requests for 1,000 cold callers");
+    assert_eq!(secrets.len(), 1, "every caller got the same token");
+}
+
+#[tokio::test]
+async fn concurrent_callers_share_one_failure_too() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let gate = Gate::new();
+    server.push_reply(Reply::oauth_error(400, "invalid_client").after(&gate));
+    let auth = provider(&server, &ManualClock::new());
+    let callers: Vec<_> = (0..50)
+        .map(|_| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.token().await })
+        })
+        .collect();
+    server.wait_for_requests(1).await;
+    gate.open();
+    for caller in callers {
+        assert!(caller.await.unwrap().unwrap_err().is_credentials());
+    }
+    assert_eq!(server.request_count(), 1);
+}
+
+#[tokio::test]
+async fn refresh_ahead_serves_the_old_token_while_the_new_one_is_fetched() {
+    let server = FakeTokenServer::start().await.unwrap(); // one-hour tokens
+    let clock = ManualClock::new();
+    let auth = provider(&server, &clock);
+    let old = auth.token().await.unwrap();
+
+    let gate = Gate::new();
+    server.push_reply(Reply::token().after(&gate));
+    // Past the refresh point (five minutes before expiry, minus jitter) but before expiry.
+    advance(&clock, HOUR - Duration::from_secs(200)).await;
+    server.wait_for_requests(2).await;
+
+    // The refresh is in flight and held; callers still get the old token at once.
+    for _ in 0..3 {
+        assert_eq!(auth.token().await.unwrap().secret(), old.secret());
+    }
+
+    gate.open();
+    // Once the old token is past use, callers get the new one (waiting for it if needed).
+    advance(&clock, Duration::from_secs(190)).await;
+    let new = auth.token().await.unwrap();
+    assert_ne!(new.secret(), old.secret());
+    assert_eq!(new.secret(), server.issued_tokens()[1]);
+    assert_eq!(server.request_count(), 2);
+}
+
+#[tokio::test]
+async fn the_refresh_point_scales_with_the_lifetime() {
+    let server = FakeTokenServer::builder()
+        .expires_in(6)
+        .start()
+        .await
+        .unwrap();
+    let clock = ManualClock::new();
+    let auth = provider(&server, &clock);
+    let first = auth.token().await.unwrap();
+    // A six-second token is not treated as expired on arrival.
+    assert_eq!(auth.token().await.unwrap().secret(), first.secret());
+    assert_eq!(server.request_count(), 1);
+
+    let gate = Gate::new();
+    server.push_reply(Reply::token().after(&gate));
+    // Half-life is the refresh point for short tokens; 5.5 s in, it is still served.
+    advance(&clock, Duration::from_millis(5500)).await;
+    server.wait_for_requests(2).await;
+    assert_eq!(auth.token().await.unwrap().secret(), first.secret());
+    gate.open();
+}
+
+/// Attempts per fetch, as the crate documents.
+const ATTEMPTS_PER_FETCH: usize = 5;
+
+#[tokio::test]
+async fn a_failing_refresh_keeps_serving_the_valid_token() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    let auth = provider(&server, &clock);
+    let token = auth.token().await.unwrap();
+
+    for _ in 0..100 {
+        server.push_reply(Reply::status(503));
+    }
+    advance(&clock, HOUR - Duration::from_secs(200)).await;
+    // The background refresh spends its attempts and fails.
+    server.wait_for_requests(1 + ATTEMPTS_PER_FETCH).await;
+    settle().await;
+    for _ in 0..5 {
+        assert_eq!(auth.token().await.unwrap().secret(), token.secret());
+    }
+    // The next attempt is spaced out: nothing more while time stands still.
+    assert_eq!(server.request_count(), 1 + ATTEMPTS_PER_FETCH);
+
+    // A quarter of the remaining time later, it tries again, still serving the old token.
+    advance(&clock, Duration::from_secs(60)).await;
+    server.wait_for_requests(1 + 2 * ATTEMPTS_PER_FETCH).await;
+    assert_eq!(auth.token().await.unwrap().secret(), token.secret());
+}
+
+#[tokio::test]
+async fn an_expired_token_is_never_served() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    let auth = provider(&server, &clock);
+    let first = auth.token().await.unwrap();
+    advance(&clock, HOUR).await;
+    let next = auth.token().await.unwrap();
+    assert_ne!(next.secret(), first.secret());
+    assert_eq!(server.request_count(), 2);
+}
+
+#[tokio::test]
+async fn when_refreshes_fail_until_expiry_the_error_surfaces() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    let auth = provider(&server, &clock);
+    auth.token().await.unwrap();
+    for _ in 0..100 {
+        server.push_reply(Reply::status(503));
+    }
+    advance(&clock, HOUR).await;
+    let error = auth.token().await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert_eq!(error.status(), Some(503));
+}
+
+#[tokio::test]
+async fn invalidation_refreshes_once_however_many_callers_report_it() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let auth = provider(&server, &ManualClock::new());
+    let rejected = auth.token().await.unwrap();
+
+    for _ in 0..100 {
+        auth.invalidate(&rejected);
+    }
+    let fresh = auth.token().await.unwrap();
+    assert_ne!(fresh.secret(), rejected.secret());
+    // Late reports of the old token change nothing.
+    auth.invalidate(&rejected);
+    assert_eq!(auth.token().await.unwrap().secret(), fresh.secret());
+    assert_eq!(server.request_count(), 2);
+}
+
+#[tokio::test]
+async fn a_token_outlives_the_runtime_that_fetched_it() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let auth = provider(&server, &ManualClock::new());
+
+    // Fetch on a runtime that then shuts down, taking the token's timer task with it. It runs
+    // on a blocking thread so that this runtime keeps serving the fake server meanwhile.
+    let first = {
+        let auth = auth.clone();
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(auth.token()).unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    // This runtime serves the same token (no request) and takes over the timer.
+    assert_eq!(auth.token().await.unwrap().secret(), first.secret());
+    assert_eq!(server.request_count(), 1);
+}
+
+#[tokio::test]
+async fn expires_in_as_a_string_and_the_jwt_exp_fallback() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    server.push_reply(Reply::token_with_expires_in(serde_json::json!("120")));
+    let auth = provider(&server, &clock);
+    let token = auth.token().await.unwrap();
+    let left = token
+        .expires_at()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(left <= Duration::from_secs(120) && left > Duration::from_secs(100));
+
+    // Without expires_in the JWT's exp claim (one hour here) gives the lifetime.
+    let server = FakeTokenServer::start().await.unwrap();
+    server.push_reply(Reply::token_with_expires_in(serde_json::Value::Null));
+    let auth = provider(&server, &clock);
+    let token = auth.token().await.unwrap();
+    let left = token
+        .expires_at()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap();
+    assert!(left > Duration::from_secs(3000) && left <= HOUR, "{left:?}");
+}

@@ -1,0 +1,73 @@
+//! HTTPS: certificates are checked, and a private CA can be trusted explicitly.
+
+mod support;
+
+use cells_auth::Error;
+use cells_auth::testing::{FakeTokenServer, ManualClock};
+use support::builder;
+
+async fn https_server() -> (FakeTokenServer, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let server = FakeTokenServer::builder()
+        .tls(&cert_pem, &certified.signing_key.serialize_pem())
+        .start()
+        .await
+        .unwrap();
+    (server, cert_pem)
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_is_rejected_by_default() {
+    let (server, _) = https_server().await;
+    assert!(server.base_url().starts_with("https://"));
+    let auth = builder(&server, &ManualClock::new()).build().unwrap();
+    let error = auth.token().await.unwrap_err();
+    assert!(matches!(error, Error::Network { .. }), "{error:?}");
+    assert_eq!(
+        server.request_count(),
+        0,
+        "no request got through the handshake"
+    );
+}
+
+#[tokio::test]
+async fn a_self_signed_certificate_is_accepted_once_added_as_a_root() {
+    let (server, cert_pem) = https_server().await;
+    let auth = builder(&server, &ManualClock::new())
+        .add_root_certificate_pem(cert_pem)
+        .build()
+        .unwrap();
+    let token = auth.token().await.unwrap();
+    assert_eq!(token.secret(), server.issued_tokens()[0]);
+}
+
+#[tokio::test]
+async fn the_user_agent_names_the_crate_and_version() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let auth = builder(&server, &ManualClock::new()).build().unwrap();
+    auth.token().await.unwrap();
+    let user_agent = server.requests()[0]
+        .header("user-agent")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        user_agent,
+        format!("cells-auth/{}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test]
+async fn a_user_supplied_client_is_used() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let auth = builder(&server, &ManualClock::new())
+        .http_client(client)
+        .build()
+        .unwrap();
+    auth.token().await.unwrap();
+    assert_eq!(server.request_count(), 1);
+}
