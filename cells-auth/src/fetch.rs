@@ -74,7 +74,8 @@ impl Fetcher {
         match outcome {
             Ok(response) => {
                 let body = response.into_inner();
-                let (secret, lifetime) = self.validate(body, started_system)?;
+                let (secret, lifetime) =
+                    validate(body, started_system, self.client_secret.expose_secret())?;
                 Ok(Fetched {
                     secret,
                     lifetime,
@@ -84,56 +85,6 @@ impl Fetcher {
             }
             Err(error) => Err(self.map_error(error).await),
         }
-    }
-
-    /// Checks a 200 answer: a non-empty bearer token with a positive lifetime.
-    fn validate(
-        &self,
-        body: AccessTokenResponse,
-        now: SystemTime,
-    ) -> Result<(SecretString, Duration), Error> {
-        let invalid = |reason: &str| Error::InvalidResponse {
-            status: 200,
-            reason: reason.to_owned(),
-            excerpt: String::new(),
-        };
-        let AccessTokenResponse {
-            access_token,
-            token_type,
-            expires_in,
-            ..
-        } = body;
-        let secret = SecretString::from(access_token);
-        let token = secret.expose_secret();
-        if token.trim().is_empty() {
-            return Err(invalid("the access_token is empty"));
-        }
-        if crate::token::bearer_header(token).is_none() {
-            return Err(invalid(
-                "the access_token holds characters that cannot be sent in a header",
-            ));
-        }
-        if let Some(kind) = token_type.as_deref()
-            && !kind.eq_ignore_ascii_case("bearer")
-        {
-            return Err(invalid(&format!(
-                "token_type is {:?}, not \"bearer\"",
-                scrub(kind, &[self.client_secret.expose_secret()])
-            )));
-        }
-        let lifetime = match expires_in {
-            Some(ExpiresIn::Int64(seconds)) => lifetime_from_seconds(seconds)
-                .ok_or_else(|| invalid(&format!("expires_in is {seconds}, not positive")))?,
-            Some(ExpiresIn::String(text)) => text
-                .parse::<i64>()
-                .ok()
-                .and_then(lifetime_from_seconds)
-                .ok_or_else(|| invalid("expires_in is not a positive number of seconds"))?,
-            None => jwt_lifetime(token, now).ok_or_else(|| {
-                invalid("the response has no expires_in and the token carries no future exp claim")
-            })?,
-        };
-        Ok((secret, lifetime.min(MAX_TOKEN_LIFETIME)))
     }
 
     async fn map_error(&self, error: cells_auth_gen::Error<cells_auth_gen::ByteStream>) -> Error {
@@ -152,14 +103,9 @@ impl Fetcher {
                 let body = response.bytes().await.ok();
                 classify(status, retry_after, body.as_deref(), &secrets)
             }
-            GenError::InvalidResponsePayload(body, parse_error) => Error::InvalidResponse {
-                status: 200,
-                reason: format!(
-                    "the body is not a token response ({})",
-                    describe_json_error(&parse_error)
-                ),
-                excerpt: excerpt(&body, &secrets),
-            },
+            GenError::InvalidResponsePayload(body, parse_error) => {
+                payload_error(&body, &parse_error, &secrets)
+            }
             GenError::CommunicationError(error) | GenError::ResponseBodyError(error) => {
                 network_error(error)
             }
@@ -181,6 +127,73 @@ impl fmt::Debug for Fetcher {
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .finish()
+    }
+}
+
+/// Checks a 200 answer: a non-empty bearer token with a positive lifetime.
+pub(crate) fn validate(
+    body: AccessTokenResponse,
+    now: SystemTime,
+    client_secret: &str,
+) -> Result<(SecretString, Duration), Error> {
+    let invalid = |reason: &str| Error::InvalidResponse {
+        status: 200,
+        reason: reason.to_owned(),
+        excerpt: String::new(),
+    };
+    let AccessTokenResponse {
+        access_token,
+        token_type,
+        expires_in,
+        ..
+    } = body;
+    let secret = SecretString::from(access_token);
+    let token = secret.expose_secret();
+    if token.trim().is_empty() {
+        return Err(invalid("the access_token is empty"));
+    }
+    if crate::token::bearer_header(token).is_none() {
+        return Err(invalid(
+            "the access_token holds characters that cannot be sent in a header",
+        ));
+    }
+    if let Some(kind) = token_type.as_deref()
+        && !kind.eq_ignore_ascii_case("bearer")
+    {
+        return Err(invalid(&format!(
+            "token_type is {:?}, not \"bearer\"",
+            scrub(kind, &[client_secret])
+        )));
+    }
+    let lifetime = match expires_in {
+        Some(ExpiresIn::Int64(seconds)) => lifetime_from_seconds(seconds)
+            .ok_or_else(|| invalid(&format!("expires_in is {seconds}, not positive")))?,
+        Some(ExpiresIn::String(text)) => {
+            text.parse::<i64>()
+                .ok()
+                .and_then(lifetime_from_seconds)
+                .ok_or_else(|| invalid("expires_in is not a positive number of seconds"))?
+        }
+        None => jwt_lifetime(token, now).ok_or_else(|| {
+            invalid("the response has no expires_in and the token carries no future exp claim")
+        })?,
+    };
+    Ok((secret, lifetime.min(MAX_TOKEN_LIFETIME)))
+}
+
+/// A 200 whose body is not a token response.
+pub(crate) fn payload_error(
+    body: &[u8],
+    parse_error: &serde_json::Error,
+    secrets: &[&str],
+) -> Error {
+    Error::InvalidResponse {
+        status: 200,
+        reason: format!(
+            "the body is not a token response ({})",
+            describe_json_error(parse_error)
+        ),
+        excerpt: excerpt(body, secrets),
     }
 }
 
@@ -223,7 +236,7 @@ fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
 }
 
 /// Maps a non-200 answer to an error.
-fn classify(
+pub(crate) fn classify(
     status: u16,
     retry_after: Option<Duration>,
     body: Option<&[u8]>,
@@ -389,5 +402,135 @@ mod tests {
         assert_eq!(lifetime_from_seconds(0), None);
         assert_eq!(lifetime_from_seconds(60), Some(Duration::from_secs(60)));
         assert!(lifetime_from_seconds(i64::MAX).unwrap() > MAX_TOKEN_LIFETIME);
+    }
+}
+
+/// Property tests of everything that reads server input. CI runs proptest's default 256 cases
+/// per property; `PROPTEST_CASES=1000000 cargo test --release -p cells-auth --all-features
+/// --lib fuzz_` runs a million.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SECRET: &str = "fuzz-client-secret";
+    /// Long enough that the scrubber must catch it as token-like, as real JWTs are.
+    const TOKEN: &str = "eyJhbGciOiJub25lIn0.eyJleHAiOjk5OTk5OTk5OTl9.c2lnbmF0dXJlLXZhbHVl";
+
+    /// Text that sometimes carries the secret or a token, to prove they never come back out.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            Just(SECRET.to_owned()),
+            Just(TOKEN.to_owned()),
+            any::<String>().prop_map(|text| format!("{text}{SECRET}{text}")),
+            any::<String>().prop_map(|text| format!("{TOKEN} {text}")),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            text().prop_map(Value::from),
+        ]
+    }
+
+    /// Bodies shaped like token responses, with every field's type and value varied.
+    fn token_like_body() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::option::of(json_value()),
+            prop::option::of(json_value()),
+            prop::option::of(json_value()),
+            prop::option::of(json_value()),
+        )
+            .prop_map(|(access_token, token_type, expires_in, extra)| {
+                let mut object = serde_json::Map::new();
+                for (key, value) in [
+                    ("access_token", access_token),
+                    ("token_type", token_type),
+                    ("expires_in", expires_in),
+                    ("extra", extra),
+                ] {
+                    if let Some(value) = value {
+                        object.insert(key.to_owned(), value);
+                    }
+                }
+                serde_json::Value::Object(object).to_string().into_bytes()
+            })
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            any::<Vec<u8>>(),
+            text().prop_map(String::into_bytes),
+            token_like_body(),
+            // Truncated token-like bodies.
+            (token_like_body(), any::<prop::sample::Index>()).prop_map(|(body, cut)| {
+                let cut = cut.index(body.len().max(1));
+                body[..cut.min(body.len())].to_vec()
+            }),
+        ]
+    }
+
+    fn assert_clean(error: &Error) {
+        for shown in [error.to_string(), format!("{error:?}")] {
+            assert!(!shown.contains(SECRET), "secret leaked: {shown}");
+            assert!(!shown.contains(TOKEN), "token leaked: {shown}");
+        }
+    }
+
+    proptest! {
+        /// The 200 path: progenitor's JSON decoding, then our checks.
+        #[test]
+        fn fuzz_success_bodies_never_panic_or_leak(body in body()) {
+            match serde_json::from_slice::<AccessTokenResponse>(&body) {
+                Ok(response) => match validate(response, SystemTime::now(), SECRET) {
+                    Ok((_, lifetime)) => {
+                        prop_assert!(!lifetime.is_zero() && lifetime <= MAX_TOKEN_LIFETIME);
+                    }
+                    Err(error) => {
+                        let invalid = matches!(error, Error::InvalidResponse { .. });
+                        prop_assert!(invalid, "{:?}", error);
+                        assert_clean(&error);
+                    }
+                },
+                Err(parse_error) => assert_clean(&payload_error(&body, &parse_error, &[SECRET])),
+            }
+        }
+
+        /// The error path: any status, any Retry-After, any body.
+        #[test]
+        fn fuzz_error_mapping_never_panics_or_leaks(
+            status in 0u16..1000,
+            retry_after_value in text(),
+            body in prop::option::of(body()),
+        ) {
+            let mut headers = http::HeaderMap::new();
+            if let Ok(value) = http::HeaderValue::from_str(&retry_after_value) {
+                headers.insert(http::header::RETRY_AFTER, value);
+            }
+            let error = classify(status, retry_after(&headers), body.as_deref(), &[SECRET]);
+            prop_assert_eq!(error.status(), Some(status));
+            prop_assert_eq!(
+                error.is_transient(),
+                matches!(status, 429 | 500 | 502 | 503 | 504)
+            );
+            prop_assert_eq!(error.is_credentials(), matches!(status, 400 | 401));
+            assert_clean(&error);
+        }
+
+        #[test]
+        fn fuzz_jwt_claims_never_panic(token in text(), payload in any::<Vec<u8>>()) {
+            let _ = jwt_lifetime(&token, SystemTime::now());
+            let crafted = format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(&payload));
+            if let Some(left) = jwt_lifetime(&crafted, SystemTime::now()) {
+                prop_assert!(!left.is_zero());
+            }
+        }
     }
 }
