@@ -9,6 +9,29 @@ use support::{advance, provider, settle};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// `callers` concurrent `token()` calls, all started before the server (holding its answer
+/// behind `gate`) answers the first request.
+async fn concurrent_tokens(
+    auth: &cells_auth::CellsAuth,
+    callers: usize,
+    server: &FakeTokenServer,
+    gate: &Gate,
+) -> Vec<Result<cells_auth::AccessToken, cells_auth::Error>> {
+    let callers: Vec<_> = (0..callers)
+        .map(|_| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.token().await })
+        })
+        .collect();
+    server.wait_for_requests(1).await;
+    gate.open();
+    let mut outcomes = Vec::with_capacity(callers.len());
+    for caller in callers {
+        outcomes.push(caller.await.unwrap());
+    }
+    outcomes
+}
+
 #[tokio::test]
 async fn two_calls_make_one_request() {
     let server = FakeTokenServer::start().await.unwrap();
@@ -38,17 +61,10 @@ async fn a_thousand_callers_on_a_cold_cache_make_one_request() {
     server.push_reply(Reply::token().after(&gate));
     let auth = provider(&server, &ManualClock::new());
 
-    let callers: Vec<_> = (0..1000)
-        .map(|_| {
-            let auth = auth.clone();
-            tokio::spawn(async move { auth.token().await })
-        })
-        .collect();
-    server.wait_for_requests(1).await;
-    gate.open();
+    let outcomes = concurrent_tokens(&auth, 1000, &server, &gate).await;
     let mut secrets = std::collections::BTreeSet::new();
-    for caller in callers {
-        secrets.insert(caller.await.unwrap().unwrap().secret().to_owned());
+    for outcome in outcomes {
+        secrets.insert(outcome.unwrap().secret().to_owned());
     }
     assert_eq!(server.request_count(), 1, "requests for 1,000 cold callers");
     assert_eq!(secrets.len(), 1, "every caller got the same token");
@@ -60,16 +76,8 @@ async fn concurrent_callers_share_one_failure_too() {
     let gate = Gate::new();
     server.push_reply(Reply::oauth_error(400, "invalid_client").after(&gate));
     let auth = provider(&server, &ManualClock::new());
-    let callers: Vec<_> = (0..50)
-        .map(|_| {
-            let auth = auth.clone();
-            tokio::spawn(async move { auth.token().await })
-        })
-        .collect();
-    server.wait_for_requests(1).await;
-    gate.open();
-    for caller in callers {
-        assert!(caller.await.unwrap().unwrap_err().is_credentials());
+    for outcome in concurrent_tokens(&auth, 50, &server, &gate).await {
+        assert!(outcome.unwrap_err().is_credentials());
     }
     assert_eq!(server.request_count(), 1);
 }

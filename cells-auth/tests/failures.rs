@@ -234,24 +234,6 @@ async fn a_redirect_is_not_followed() {
 }
 
 #[tokio::test]
-async fn connection_refused_is_a_network_error() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let auth = cells_auth::CellsAuth::builder()
-        .client_id("id")
-        .client_secret("secret")
-        .base_url(format!("http://127.0.0.1:{port}/v4.0"))
-        .clock(&ManualClock::new())
-        .build()
-        .unwrap();
-    let error = auth.token().await.unwrap_err();
-    assert!(matches!(error, Error::Network { .. }), "{error:?}");
-    assert!(error.is_transient());
-}
-
-#[tokio::test]
 async fn slow_headers_time_out_and_are_retried() {
     let server = FakeTokenServer::start().await.unwrap();
     server.push_reply(Reply::token().delay(Duration::from_secs(3600)));

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use cells_auth::Error;
 use cells_auth::testing::{FakeTokenServer, ManualClock, Reply};
-use support::{LogCapture, assert_no_secrets, builder};
+use support::{LogCapture, assert_no_secrets, builder, refused_base_url};
 
 /// The deadline every scenario runs under; no scenario may take longer in real time.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -298,35 +298,11 @@ async fn every_fault_has_its_expected_outcome_and_leaks_nothing() {
 }
 
 #[tokio::test]
-async fn an_untrusted_certificate_is_a_network_error_and_nothing_is_sent() {
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let server = FakeTokenServer::builder()
-        .tls(
-            &certified.cert.pem(),
-            &certified.signing_key.serialize_pem(),
-        )
-        .start()
-        .await
-        .unwrap();
-    let auth = builder(&server, &ManualClock::new())
-        .deadline(DEADLINE)
-        .build()
-        .unwrap();
-    let error = auth.token().await.unwrap_err();
-    assert!(matches!(error, Error::Network { .. }), "{error:?}");
-    assert_eq!(server.request_count(), 0);
-}
-
-#[tokio::test]
 async fn connection_refused_is_a_network_error() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
     let auth = cells_auth::CellsAuth::builder()
         .client_id("id")
         .client_secret("secret")
-        .base_url(format!("http://127.0.0.1:{port}/v4.0"))
+        .base_url(refused_base_url())
         .clock(&ManualClock::new())
         .deadline(DEADLINE)
         .build()

@@ -4,22 +4,11 @@ mod support;
 
 use cells_auth::Error;
 use cells_auth::testing::{FakeTokenServer, ManualClock};
-use support::builder;
-
-async fn https_server() -> (FakeTokenServer, String) {
-    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert_pem = certified.cert.pem();
-    let server = FakeTokenServer::builder()
-        .tls(&cert_pem, &certified.signing_key.serialize_pem())
-        .start()
-        .await
-        .unwrap();
-    (server, cert_pem)
-}
+use support::{builder, self_signed_server};
 
 #[tokio::test]
 async fn a_self_signed_certificate_is_rejected_by_default() {
-    let (server, _) = https_server().await;
+    let (server, _) = self_signed_server().await;
     assert!(server.base_url().starts_with("https://"));
     let auth = builder(&server, &ManualClock::new()).build().unwrap();
     let error = auth.token().await.unwrap_err();
@@ -33,7 +22,7 @@ async fn a_self_signed_certificate_is_rejected_by_default() {
 
 #[tokio::test]
 async fn a_self_signed_certificate_is_accepted_once_added_as_a_root() {
-    let (server, cert_pem) = https_server().await;
+    let (server, cert_pem) = self_signed_server().await;
     let auth = builder(&server, &ManualClock::new())
         .add_root_certificate_pem(cert_pem)
         .build()

@@ -89,3 +89,24 @@ pub fn assert_no_secrets(text: &str, tokens: &[String]) {
         }
     }
 }
+
+/// A base URL on 127.0.0.1 where nothing listens: connecting is refused.
+pub fn refused_base_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/v4.0")
+}
+
+/// An HTTPS fake server with a fresh self-signed certificate for 127.0.0.1, and that
+/// certificate as PEM.
+pub async fn self_signed_server() -> (FakeTokenServer, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = certified.cert.pem();
+    let server = FakeTokenServer::builder()
+        .tls(&cert_pem, &certified.signing_key.serialize_pem())
+        .start()
+        .await
+        .unwrap();
+    (server, cert_pem)
+}
