@@ -32,8 +32,9 @@
 //! - **Static stability.** A failed refresh keeps the valid token in service and tries again
 //!   later, spaced out; an error surfaces only when no valid token is left.
 //! - **Retries.** Network errors, timeouts, 429 and 5xx are retried with jittered exponential
-//!   backoff, honouring `Retry-After`, within one deadline. 400 and 401 are never retried, and
-//!   a rejection of the credentials is remembered for a few seconds.
+//!   backoff, honouring `Retry-After`, within one deadline (30 s by default) and at most five
+//!   attempts per fetch. 400 and 401 are never retried, and a rejection of the credentials is
+//!   remembered for ten seconds.
 //! - **Secrets.** The client secret and tokens are zeroized on drop and appear in no `Debug`,
 //!   `Display`, error, log line or URL. Token requests never follow redirects.
 //! - **Transport.** HTTPS (rustls, the platform's trust store) except to loopback addresses or
@@ -42,8 +43,12 @@
 //! - **Observability.** `tracing` spans and events for fetches, retries, refreshes and errors.
 //!
 //! # Features
-//! - `testing`: [`testing::FakeTokenServer`], a scriptable token server on 127.0.0.1, and
-//!   [`testing::ManualClock`], to test code that uses this crate without the network or waiting.
+//! - `middleware`: `middleware::BearerAuth`, a `reqwest_middleware::Middleware` that adds the
+//!   token to requests for the API origin only, and retries a 401 once with a new token.
+//! - `cli`: the `cells-auth` command-line tool (`cells-auth token`), with an on-disk token cache
+//!   shared by concurrent processes.
+//! - `testing`: `testing::FakeTokenServer`, a scriptable token server on 127.0.0.1, and
+//!   `testing::ManualClock`, to test code that uses this crate without the network or waiting.
 //!
 //! [Aspose.Cells Cloud]: https://products.aspose.cloud/cells/
 
@@ -62,6 +67,8 @@ mod scrub;
 mod tls;
 mod token;
 
+#[cfg(feature = "middleware")]
+pub mod middleware;
 #[cfg(feature = "testing")]
 pub mod testing;
 
