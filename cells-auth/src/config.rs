@@ -18,13 +18,15 @@ use crate::tls::{TransportOptions, build_client, parse_pem_certificates};
 /// Aspose Cloud's API, version 4.0. `https://api.aspose.cloud/v3.0` serves tokens too.
 pub const DEFAULT_BASE_URL: &str = "https://api.aspose.cloud/v4.0";
 
-/// Connecting takes milliseconds when the service is up; waiting longer only delays retries.
-pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// One token request normally answers within a second; the identity server behind the proxy
-/// can take a few.
-pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// All attempts of one fetch, waits included, end within this.
-pub(crate) const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// Default of [`CellsAuthBuilder::connect_timeout`]. Connecting takes milliseconds when the
+/// service is up; waiting longer only delays retries.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of [`CellsAuthBuilder::request_timeout`]. One token request normally answers within
+/// a second; the identity server behind the proxy can take a few.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default of [`CellsAuthBuilder::deadline`]: all attempts of one fetch, waits included, end
+/// within this.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Environment variables read by [`CellsAuth::from_env`], in order of preference: this crate's
 /// names first, then those of the official Aspose SDK examples.

@@ -75,6 +75,7 @@ pub mod testing;
 pub use auth::CellsAuth;
 pub use config::{
     BASE_URL_VARS, CLIENT_ID_VARS, CLIENT_SECRET_VARS, CellsAuthBuilder, DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DEADLINE, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use error::{Error, Result};
 pub use token::AccessToken;

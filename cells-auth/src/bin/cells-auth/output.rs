@@ -1,0 +1,152 @@
+//! What `cells-auth token` prints: the three output formats and RFC 3339 timestamps.
+
+use serde::Serialize;
+
+/// How `cells-auth token` prints the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// The token alone and a newline, for `$(cells-auth token)`.
+    Raw,
+    /// A JSON object: `access_token`, `token_type`, `expires_in`, `expires_at` (RFC 3339, UTC).
+    Json,
+    /// An HTTP header line, `Authorization: Bearer <token>`, for `curl -H @-` and the like.
+    Header,
+}
+
+/// The JSON document of `--format json`, in the field order users read it in.
+#[derive(Serialize)]
+struct JsonToken<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+    expires_at: String,
+}
+
+/// The text to print for `token`, newline included. `expires_in` counts whole seconds from
+/// `now_unix`, rounded down so that a script never believes it has more time than it has.
+pub(crate) fn render(format: Format, token: &str, expires_at_unix: u64, now_unix: u64) -> String {
+    match format {
+        Format::Raw => format!("{token}\n"),
+        Format::Header => format!("Authorization: Bearer {token}\n"),
+        Format::Json => {
+            let document = JsonToken {
+                access_token: token,
+                token_type: "bearer",
+                expires_in: expires_at_unix.saturating_sub(now_unix),
+                expires_at: rfc3339_utc(expires_at_unix),
+            };
+            // Serialising a struct of strings and integers cannot fail.
+            let mut text = serde_json::to_string_pretty(&document)
+                .expect("a token document always serialises");
+            text.push('\n');
+            text
+        }
+    }
+}
+
+/// The latest instant RFC 3339's four-digit years can express, 9999-12-31T23:59:59Z. A server
+/// could announce an absurd lifetime; the output stays well-formed.
+const MAX_RFC3339_UNIX: u64 = 253_402_300_799;
+
+/// Formats seconds since the Unix epoch as RFC 3339 in UTC, such as `2026-11-25T17:00:00Z`.
+pub(crate) fn rfc3339_utc(unix_seconds: u64) -> String {
+    let seconds = unix_seconds.min(MAX_RFC3339_UNIX);
+    let days = seconds / 86_400;
+    let of_day = seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01, by Howard Hinnant's
+/// `civil_from_days`: shift the calendar so that years start on 1 March (the leap day then
+/// ends a year), split into 400-year eras of 146 097 days, and read the year, month and day
+/// from the day of the era. Only days on or after the epoch occur here, so unsigned
+/// arithmetic suffices.
+fn civil_from_days(days_since_epoch: u64) -> (u64, u64, u64) {
+    // 719 468 days separate 0000-03-01 from 1970-01-01.
+    let shifted = days_since_epoch + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    // Months counted from March: 0 is March, 11 is February.
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_868_799), "2000-02-29T23:59:59Z");
+        assert_eq!(rfc3339_utc(951_868_800), "2000-03-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_795_626_000), "2026-11-25T17:00:00Z");
+        assert_eq!(rfc3339_utc(4_107_542_400), "2100-03-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(u64::MAX), "9999-12-31T23:59:59Z");
+    }
+
+    /// Cross-checks the calendar arithmetic against `httpdate`'s independent implementation,
+    /// every 9 999 999 seconds (an odd step, so every time of day and month comes up) from 1970
+    /// to beyond 2200.
+    #[test]
+    fn rfc3339_agrees_with_httpdate() {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        for seconds in (0..7_500_000_000_u64).step_by(9_999_999) {
+            // "Wed, 25 Nov 2026 17:00:00 GMT"
+            let http = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(seconds));
+            let parts: Vec<&str> = http.split(' ').collect();
+            let month = MONTHS.iter().position(|name| *name == parts[2]).unwrap() + 1;
+            let expected = format!("{}-{month:02}-{}T{}Z", parts[3], parts[1], parts[4]);
+            assert_eq!(rfc3339_utc(seconds), expected, "{seconds}");
+        }
+    }
+
+    #[test]
+    fn the_three_formats() {
+        assert_eq!(render(Format::Raw, "tok", 100, 40), "tok\n");
+        assert_eq!(
+            render(Format::Header, "tok", 100, 40),
+            "Authorization: Bearer tok\n"
+        );
+        let json = render(Format::Json, "tok", 1_795_626_000, 1_795_622_400);
+        assert!(json.ends_with("}\n"), "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "access_token": "tok",
+                "token_type": "bearer",
+                "expires_in": 3600,
+                "expires_at": "2026-11-25T17:00:00Z",
+            })
+        );
+    }
+
+    #[test]
+    fn an_expired_token_reports_zero_seconds_left() {
+        let json = render(Format::Json, "tok", 100, 200);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["expires_in"], 0);
+    }
+}
