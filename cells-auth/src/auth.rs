@@ -75,8 +75,8 @@ impl CellsAuth {
 
     /// A valid token: the cached one, or a new one when there is none or it is about to expire.
     ///
-    /// A cached read takes no lock, reads no clock and allocates nothing. Concurrent callers on
-    /// a cold cache share one request and its outcome.
+    /// A cached read takes no lock, reads only the coarse monotonic clock and allocates
+    /// nothing. Concurrent callers on a cold cache share one request and its outcome.
     pub async fn token(&self) -> Result<AccessToken, Error> {
         match &self.mode {
             Mode::Token(cache) => cache.token().await,

@@ -2,39 +2,44 @@
 //! static stability when refreshes fail.
 //!
 //! # How a read stays cheap
-//! A cached read must cost a few nanoseconds on any number of threads, so it may not read the
-//! clock, take a lock, or write a reference count that other cores also write. The design:
-//! - `hot` is one atomic word: the generation of the current token and a *servable* bit. Only
-//!   fetches, timers and invalidation write it, so readers on all cores share the cache line.
-//! - Each thread keeps its own copy of the current token (`per_thread`), made once per token
-//!   and thread; a read clones that copy, whose reference count no other thread touches.
-//! - Nobody reads the clock on the way: a timer task per token clears the servable bit when the
-//!   token must no longer be served, and starts the refresh ahead of time. If that task dies
-//!   (its runtime shut down), it clears the bit on its way out, so readers fall back to the slow
-//!   path, which checks the clock and starts a new timer.
+//! A cached read must cost a few nanoseconds on any number of threads, so it may not take a
+//! lock, read the precise clock (about 20 ns) or write a reference count that other cores also
+//! write. The design:
+//! - `hot` is one atomic word: an *epoch* that changes whenever readers must look again (a new
+//!   token, an invalidation, a failed refresh) and a *servable* bit. Only the slow path writes
+//!   it, so readers on all cores share its cache line.
+//! - Each thread keeps its own [`Slot`]: a copy of the current token, made once per token and
+//!   thread, and the time at which that thread must next look again (the refresh point, or the
+//!   end of the token's use). A read compares the epoch, reads the coarse monotonic clock (a few
+//!   nanoseconds, no shared write), and clones the copy, whose reference count no other thread
+//!   touches.
 //!
 //! # The slow path
-//! Under a `std::sync::Mutex` that is never held across an `.await`: serve the current token if
-//! the clock says it is usable; otherwise join the fetch in flight or start one. Fetches run in
-//! their own task, so a caller that gives up does not cancel the fetch for the others; its
-//! outcome, token or error, goes to every waiter through a `watch` channel.
+//! Under a `std::sync::Mutex` that is never held across an `.await` or while spawning: serve the
+//! current token if the precise clock says it is usable, starting a background refresh when it
+//! is due; otherwise join the fetch in flight or start one. Refreshes are started by callers, not
+//! timers, so nothing depends on a background task being scheduled: a program that calls
+//! `token()` from `block_on` on a current-thread runtime is served correctly too.
+//!
+//! Fetches run in their own task, so a caller that gives up does not cancel the fetch for the
+//! others; the outcome, token or error, reaches every waiter through a `watch` channel. If the
+//! task is dropped unfinished (its runtime shut down), waiters get an error rather than a hang.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use secrecy::ExposeSecret;
 use thread_local::ThreadLocal;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::fetch::{Fetched, Fetcher};
 use crate::retry::RetryPolicy;
-use crate::token::{AccessToken, Timing, TokenData, bearer_header};
+use crate::token::{AccessToken, Timing, TokenData};
 
 /// Refresh when this little of the lifetime is left, or at half-life if that is later, so a
 /// one-day token is refreshed five minutes before it expires and a one-minute token after 30 s.
@@ -48,8 +53,8 @@ const MAX_REFRESH_JITTER: Duration = Duration::from_secs(30);
 const EXPIRY_SAFETY_DIVISOR: u32 = 20;
 const MAX_EXPIRY_SAFETY: Duration = Duration::from_secs(30);
 /// After a failed background refresh, wait a quarter of the time the current token has left,
-/// within these bounds, before trying again: attempts thin out while there is time and the
-/// server is not hammered however long the outage lasts.
+/// within these bounds (and at least what the server asked for), before trying again: attempts
+/// thin out while there is time, and the server is not hammered however long an outage lasts.
 const MIN_REFRESH_RETRY: Duration = Duration::from_secs(1);
 const MAX_REFRESH_RETRY: Duration = Duration::from_secs(300);
 /// How long a rejection of the credentials is remembered: a crowd of callers with bad
@@ -57,24 +62,34 @@ const MAX_REFRESH_RETRY: Duration = Duration::from_secs(300);
 /// has just become active) is picked up soon.
 pub(crate) const CREDENTIALS_ERROR_MEMORY: Duration = Duration::from_secs(10);
 
-/// Bit 0 of `hot`: the token of the generation in the other bits may be served.
+/// Bit 0 of `hot`: the token of the current epoch may be served.
 const SERVABLE: u64 = 1;
 
 type Outcome = Option<Result<AccessToken, Error>>;
 
 pub(crate) struct Cache {
     hot: AtomicU64,
-    per_thread: ThreadLocal<RefCell<Option<AccessToken>>>,
+    per_thread: ThreadLocal<RefCell<Option<Slot>>>,
     state: Mutex<State>,
     fetcher: Fetcher,
     retry: RetryPolicy,
     clock: Clock,
 }
 
+/// One thread's view of the current token.
+struct Slot {
+    epoch: u64,
+    token: AccessToken,
+    /// On [`Clock::fast_now`]'s scale: from here on this thread takes the slow path again.
+    look_again_at: u64,
+}
+
 #[derive(Default)]
 struct State {
     /// The newest token, while it may be served.
     current: Option<AccessToken>,
+    /// Bumped whenever readers must take the slow path again.
+    epoch: u64,
     /// The generation of the newest token ever installed.
     generation: u64,
     /// The fetch in flight, if any.
@@ -83,9 +98,20 @@ struct State {
     rejected: Option<(Error, Instant)>,
     /// After a failed background refresh: no new attempt before this.
     refresh_not_before: Option<Instant>,
-    /// The timer task of the current token.
-    timer: Option<(u64, AbortHandle)>,
-    timer_serial: u64,
+}
+
+/// A fetch decided under the lock, spawned after it is released: spawning on a runtime that
+/// is shutting down drops the task at once, and its drop takes the lock.
+struct FetchLaunch {
+    task: FetchTask,
+    runtime: Handle,
+}
+
+/// The fetch task's side of the channel. If the task is dropped before it publishes (its
+/// runtime shut down mid-fetch), its drop tells the waiters instead of leaving them hanging.
+struct FetchTask {
+    cache: Arc<Cache>,
+    sender: Option<watch::Sender<Outcome>>,
 }
 
 impl Cache {
@@ -108,7 +134,7 @@ impl Cache {
         }
     }
 
-    /// The read path: no clock, no lock, no shared write.
+    /// The read path: no lock, no precise clock, no shared write.
     #[inline]
     fn cached(&self) -> Option<AccessToken> {
         let hot = self.hot.load(Ordering::Acquire);
@@ -116,291 +142,315 @@ impl Cache {
             return None;
         }
         let slot = self.per_thread.get()?.borrow();
-        match slot.as_ref() {
-            Some(token) if token.generation() == hot >> 1 => Some(token.clone()),
-            _ => None,
+        let slot = slot.as_ref()?;
+        if slot.epoch != hot >> 1 || self.clock.fast_now() >= slot.look_again_at {
+            return None;
         }
+        Some(slot.token.clone())
     }
 
     async fn token_slow(self: &Arc<Self>) -> Result<AccessToken, Error> {
-        loop {
-            let mut waiter = {
-                let mut state = self.lock();
-                let now = self.clock.now();
-                if let Some(token) = state.current.clone() {
-                    if now < token.data().timing.usable_until {
-                        if state.timer.is_none() {
-                            // The timer died with its runtime: take over from this one.
-                            self.arm_timer(&mut state)?;
-                        }
-                        self.hot
-                            .store((token.generation() << 1) | SERVABLE, Ordering::Release);
-                        return Ok(self.remember_in_this_thread(&token));
+        let runtime = Handle::try_current().ok();
+        let (mut waiter, launch) = {
+            let mut state = self.lock();
+            let now = self.clock.now();
+            if let Some(token) = state.current.clone() {
+                let timing = token.data().timing;
+                if now < timing.usable_until {
+                    let launch = self.refresh_if_due(&mut state, now, runtime);
+                    let look_again_at = if inflight_alive(&state) {
+                        // Its completion bumps the epoch.
+                        timing.usable_until
+                    } else {
+                        refresh_point(&state, timing).clamp(now, timing.usable_until)
+                    };
+                    let served = self.remember(&state, &token, look_again_at);
+                    drop(state);
+                    if let Some(launch) = launch {
+                        launch.spawn();
                     }
-                    state.current = None;
+                    return Ok(served);
                 }
-                if let Some((error, at)) = &state.rejected {
-                    if now.saturating_duration_since(*at) < CREDENTIALS_ERROR_MEMORY {
-                        return Err(error.clone());
-                    }
-                    state.rejected = None;
+                tracing::info!(generation = token.generation(), "token expired");
+                state.current = None;
+                self.publish(&mut state, false);
+            }
+            if let Some((error, at)) = &state.rejected {
+                if now.saturating_duration_since(*at) < CREDENTIALS_ERROR_MEMORY {
+                    return Err(error.clone());
                 }
-                match &state.inflight {
-                    Some(waiter) => waiter.clone(),
-                    None => self.start_fetch(&mut state, "no usable token")?,
-                }
-            };
-            let outcome = waiter
-                .wait_for(Option::is_some)
-                .await
-                .map(|outcome| outcome.clone());
-            match outcome {
-                Ok(Some(outcome)) => {
-                    return outcome.map(|token| self.remember_in_this_thread(&token));
-                }
-                Ok(None) => {}
-                // The fetch task was dropped before it finished (its runtime shut down):
-                // forget it, and start over on this caller's runtime.
-                Err(_) => {
-                    let mut state = self.lock();
-                    if state
-                        .inflight
-                        .as_ref()
-                        .is_some_and(|inflight| inflight.same_channel(&waiter))
-                    {
-                        state.inflight = None;
-                    }
+                state.rejected = None;
+            }
+            match &state.inflight {
+                Some(waiter) if inflight_alive(&state) => (waiter.clone(), None),
+                _ => {
+                    let runtime = runtime.ok_or_else(no_runtime)?;
+                    let (waiter, launch) =
+                        self.prepare_fetch(&mut state, runtime, "no usable token");
+                    (waiter, Some(launch))
                 }
             }
+        };
+        if let Some(launch) = launch {
+            launch.spawn();
         }
+        let outcome = waiter
+            .wait_for(Option::is_some)
+            .await
+            .map(|outcome| outcome.clone());
+        match outcome {
+            Ok(Some(Ok(token))) => Ok(self.remember_after_wait(&token)),
+            Ok(Some(Err(error))) => Err(error),
+            // Unreachable: the task publishes an outcome even when dropped unfinished.
+            Ok(None) | Err(_) => Err(interrupted()),
+        }
+    }
+
+    /// Starts the background refresh if the token is in its refresh window, no fetch is in
+    /// flight, and no failed attempt asked to wait. Without a runtime there is no refresh ahead;
+    /// the token is served until it expires and the caller after that fetches.
+    fn refresh_if_due(
+        self: &Arc<Self>,
+        state: &mut State,
+        now: Instant,
+        runtime: Option<Handle>,
+    ) -> Option<FetchLaunch> {
+        let token = state.current.as_ref()?;
+        if now < refresh_point(state, token.data().timing) || inflight_alive(state) {
+            return None;
+        }
+        let (_, launch) = self.prepare_fetch(state, runtime?, "refresh ahead of expiry");
+        Some(launch)
     }
 
     /// The server rejected `token`: stop serving it and fetch a new one, once however many
     /// callers report the same token.
     pub(crate) fn invalidate(self: &Arc<Self>, token: &AccessToken) {
-        let mut state = self.lock();
-        let is_current = state
-            .current
-            .as_ref()
-            .is_some_and(|current| current.generation() == token.generation());
-        if !is_current {
-            return;
+        let runtime = Handle::try_current().ok();
+        let launch = {
+            let mut state = self.lock();
+            let is_current = state.current.as_ref().is_some_and(|current| {
+                current.generation() == token.generation() && current.secret() == token.secret()
+            });
+            if !is_current {
+                return;
+            }
+            state.current = None;
+            self.publish(&mut state, false);
+            match runtime {
+                // Without a runtime the next `token()` starts the fetch instead.
+                Some(runtime) if !inflight_alive(&state) => Some(
+                    self.prepare_fetch(&mut state, runtime, "token invalidated")
+                        .1,
+                ),
+                _ => None,
+            }
+        };
+        tracing::info!(generation = token.generation(), "token invalidated");
+        if let Some(launch) = launch {
+            launch.spawn();
         }
-        tracing::info!(
-            generation = token.generation(),
-            "token invalidated; fetching a new one"
-        );
-        state.current = None;
-        self.hot.store(token.generation() << 1, Ordering::Release);
-        let timer = state.timer.take();
-        if state.inflight.is_none() {
-            // Without a runtime the next `token()` starts the fetch instead.
-            let _ = self.start_fetch(&mut state, "token invalidated");
-        }
-        drop(state);
-        if let Some((_, timer)) = timer {
-            timer.abort();
-        }
-    }
-
-    fn remember_in_this_thread(&self, token: &AccessToken) -> AccessToken {
-        let copy = token.detached_copy();
-        *self.per_thread.get_or(|| RefCell::new(None)).borrow_mut() = Some(copy.clone());
-        copy
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // The state stays consistent at every unlock, so a panic elsewhere does not spoil it.
+        // The state is consistent at every unlock, so a panic elsewhere does not spoil it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Spawns the single fetch; its outcome reaches every waiter.
-    fn start_fetch(
+    /// Bumps the epoch so every thread takes the slow path once more.
+    fn publish(&self, state: &mut State, servable: bool) {
+        state.epoch += 1;
+        let bit = if servable { SERVABLE } else { 0 };
+        self.hot.store((state.epoch << 1) | bit, Ordering::Release);
+    }
+
+    /// Puts `token` in this thread's slot, valid for this epoch until `look_again_at`, and
+    /// returns this thread's copy.
+    fn remember(&self, state: &State, token: &AccessToken, look_again_at: Instant) -> AccessToken {
+        let mut slot = self.per_thread.get_or(|| RefCell::new(None)).borrow_mut();
+        let copy = match slot.as_ref() {
+            Some(held) if held.token.generation() == token.generation() => held.token.clone(),
+            _ => token.detached_copy(),
+        };
+        *slot = Some(Slot {
+            epoch: state.epoch,
+            token: copy.clone(),
+            look_again_at: self.clock.fast_deadline(look_again_at),
+        });
+        copy
+    }
+
+    /// After waiting for a fetch: remember the token if it is still the current one.
+    fn remember_after_wait(&self, token: &AccessToken) -> AccessToken {
+        let state = self.lock();
+        match state.current.as_ref() {
+            Some(current) if current.generation() == token.generation() => {
+                let look_again_at = refresh_point(&state, current.data().timing);
+                self.remember(&state, token, look_again_at)
+            }
+            _ => token.clone(),
+        }
+    }
+
+    /// Registers a fetch as in flight; the caller spawns it once the lock is released.
+    fn prepare_fetch(
         self: &Arc<Self>,
         state: &mut State,
+        runtime: Handle,
         reason: &'static str,
-    ) -> Result<watch::Receiver<Outcome>, Error> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::config("cells-auth needs a tokio runtime to fetch tokens"))?;
+    ) -> (watch::Receiver<Outcome>, FetchLaunch) {
         let (sender, receiver) = watch::channel(None);
         state.inflight = Some(receiver.clone());
-        let cache = Arc::clone(self);
-        let span = tracing::info_span!("cells_auth.fetch", reason);
-        runtime.spawn(
-            async move {
-                let fetched = cache
-                    .retry
-                    .run(&cache.clock, || cache.fetcher.fetch_once())
-                    .await;
-                let outcome = cache.complete(fetched);
-                sender.send_replace(Some(outcome));
-            }
-            .instrument(span),
-        );
-        Ok(receiver)
+        tracing::debug!(reason, "starting a token fetch");
+        let task = FetchTask {
+            cache: Arc::clone(self),
+            sender: Some(sender),
+        };
+        (receiver, FetchLaunch { task, runtime })
     }
 
     /// Installs a fetched token, or decides what a failure means.
-    fn complete(self: &Arc<Self>, fetched: Result<Fetched, Error>) -> Result<AccessToken, Error> {
+    fn complete(&self, fetched: Result<Fetched, Error>) -> Result<AccessToken, Error> {
         let mut state = self.lock();
         state.inflight = None;
         let now = self.clock.now();
+        let fetched = fetched.and_then(|fetched| {
+            let timing = timing(fetched.started, fetched.lifetime);
+            if now >= timing.usable_until {
+                return Err(Error::InvalidResponse {
+                    status: 200,
+                    reason: "the token expired before it arrived; check the system clock and \
+                             the network's latency"
+                        .to_owned(),
+                    excerpt: String::new(),
+                });
+            }
+            Ok((fetched, timing))
+        });
         match fetched {
-            Ok(fetched) => {
+            Ok((fetched, timing)) => {
                 state.generation += 1;
-                let token = build_token(fetched, state.generation)?;
-                tracing::info!(
-                    generation = state.generation,
-                    lifetime_s = token_lifetime_s(&token, now),
-                    "token fetched"
-                );
+                let token = AccessToken::new(TokenData {
+                    secret: fetched.secret,
+                    header: fetched.header,
+                    expires_at: fetched.started_system + fetched.lifetime,
+                    timing,
+                    generation: state.generation,
+                });
                 state.current = Some(token.clone());
                 state.rejected = None;
                 state.refresh_not_before = None;
-                let old_timer = self.arm_timer(&mut state).ok().flatten();
-                self.hot
-                    .store((state.generation << 1) | SERVABLE, Ordering::Release);
+                self.publish(&mut state, true);
+                let generation = state.generation;
                 drop(state);
-                if let Some(timer) = old_timer {
-                    timer.abort();
-                }
+                tracing::info!(
+                    generation,
+                    lifetime_s = fetched.lifetime.as_secs(),
+                    "token fetched"
+                );
                 Ok(token)
             }
             Err(error) => {
-                let still_usable = state
+                let usable_until = state
                     .current
                     .as_ref()
-                    .is_some_and(|token| now < token.data().timing.usable_until);
-                if let (true, Some(token)) = (still_usable, state.current.clone()) {
+                    .map(|token| token.data().timing.usable_until)
+                    .filter(|until| now < *until);
+                if let Some(until) = usable_until {
                     // Static stability: keep serving the valid token, try again later.
-                    let left = token
-                        .data()
-                        .timing
-                        .usable_until
-                        .saturating_duration_since(now);
-                    let wait = (left / 4).clamp(MIN_REFRESH_RETRY, MAX_REFRESH_RETRY);
-                    state.refresh_not_before = Some(now + wait);
+                    let left = until.saturating_duration_since(now);
+                    let wait = (left / 4)
+                        .clamp(MIN_REFRESH_RETRY, MAX_REFRESH_RETRY)
+                        .max(error.retry_after().unwrap_or_default());
+                    state.refresh_not_before = Some(now + wait.min(left));
+                    self.publish(&mut state, true);
+                    drop(state);
                     tracing::warn!(
                         error = %error,
                         retry_in_s = wait.as_secs_f64(),
                         token_left_s = left.as_secs_f64(),
                         "token refresh failed; still serving the current token"
                     );
-                    // The timer sleeps until expiry while a refresh is in flight; wake it up
-                    // for the next attempt.
-                    let old_timer = self.arm_timer(&mut state).ok().flatten();
-                    drop(state);
-                    if let Some(timer) = old_timer {
-                        timer.abort();
-                    }
-                    return Err(error);
                 } else {
-                    tracing::error!(error = %error, "no token: fetch failed");
                     if error.is_credentials() {
                         state.rejected = Some((error.clone(), now));
                     }
+                    drop(state);
+                    tracing::error!(error = %error, "no token: the fetch failed");
                 }
                 Err(error)
             }
         }
     }
 
-    /// Starts the timer task of the current token; returns the previous timer to abort once
-    /// the lock is released.
-    fn arm_timer(self: &Arc<Self>, state: &mut State) -> Result<Option<AbortHandle>, Error> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::config("cells-auth needs a tokio runtime to refresh tokens"))?;
-        state.timer_serial += 1;
-        let serial = state.timer_serial;
-        let guard = TimerGuard {
-            cache: Arc::downgrade(self),
-            serial,
-        };
-        let clock = self.clock.clone();
-        let handle = runtime.spawn(run_timer(guard, clock)).abort_handle();
-        Ok(state.timer.replace((serial, handle)).map(|(_, old)| old))
-    }
-
-    /// One tick of the timer: expire or refresh the current token; `None` ends the timer.
-    fn on_timer(self: &Arc<Self>, serial: u64) -> Option<Instant> {
+    /// The fetch task ended without publishing: forget it, so the next caller starts anew.
+    fn abandon(&self, sender: &watch::Sender<Outcome>) {
         let mut state = self.lock();
-        if state.timer.as_ref().map(|(id, _)| *id) != Some(serial) {
-            return None;
-        }
-        let token = state.current.clone()?;
-        let timing = token.data().timing;
-        let now = self.clock.now();
-        if now >= timing.usable_until {
-            tracing::info!(generation = token.generation(), "token expired");
-            self.hot.store(token.generation() << 1, Ordering::Release);
-            state.current = None;
-            state.timer = None;
-            return None;
-        }
-        let refresh_point = timing
-            .refresh_at
-            .max(state.refresh_not_before.unwrap_or(timing.refresh_at));
-        if now >= refresh_point && state.inflight.is_none() {
-            // Readers keep getting the current token meanwhile.
-            let _ = self.start_fetch(&mut state, "refresh ahead of expiry");
-        }
-        if state.inflight.is_some() || now >= refresh_point {
-            Some(timing.usable_until)
-        } else {
-            Some(refresh_point.min(timing.usable_until))
+        let ours = state
+            .inflight
+            .as_ref()
+            .is_some_and(|inflight| inflight.same_channel(&sender.subscribe()));
+        if ours {
+            state.inflight = None;
         }
     }
 }
 
-async fn run_timer(guard: TimerGuard, clock: Clock) {
-    loop {
-        let wake_at = {
-            let Some(cache) = guard.cache.upgrade() else {
-                return;
-            };
-            let Some(wake_at) = cache.on_timer(guard.serial) else {
-                return;
-            };
-            wake_at
-        };
-        // Holds no strong reference while asleep: dropping the last `CellsAuth` frees the cache.
-        clock.sleep_until(wake_at).await;
+impl FetchLaunch {
+    fn spawn(self) {
+        let span = tracing::info_span!("cells_auth.fetch");
+        self.runtime.spawn(self.task.run().instrument(span));
     }
 }
 
-/// Clears the servable bit if the timer task ends while it is still the token's timer (its
-/// runtime shut down), so readers go to the slow path instead of trusting a token no timer
-/// watches.
-struct TimerGuard {
-    cache: Weak<Cache>,
-    serial: u64,
+impl FetchTask {
+    async fn run(mut self) {
+        let cache = Arc::clone(&self.cache);
+        let fetched = cache
+            .retry
+            .run(&cache.clock, || cache.fetcher.fetch_once())
+            .await;
+        let outcome = cache.complete(fetched);
+        if let Some(sender) = self.sender.take() {
+            sender.send_replace(Some(outcome));
+        }
+    }
 }
 
-impl Drop for TimerGuard {
+impl Drop for FetchTask {
     fn drop(&mut self) {
-        let Some(cache) = self.cache.upgrade() else {
-            return;
-        };
-        let mut state = cache.lock();
-        if state.timer.as_ref().map(|(id, _)| *id) == Some(self.serial) {
-            state.timer = None;
-            let hot = cache.hot.load(Ordering::Acquire);
-            cache.hot.store(hot & !SERVABLE, Ordering::Release);
+        if let Some(sender) = self.sender.take() {
+            self.cache.abandon(&sender);
+            sender.send_replace(Some(Err(interrupted())));
         }
     }
 }
 
-impl Drop for Cache {
-    fn drop(&mut self) {
-        if let Some((_, timer)) = self
-            .state
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .timer
-            .take()
-        {
-            timer.abort();
-        }
+fn inflight_alive(state: &State) -> bool {
+    // A closed channel is a fetch whose task is gone.
+    state
+        .inflight
+        .as_ref()
+        .is_some_and(|inflight| inflight.has_changed().is_ok())
+}
+
+/// When the current token should next be refreshed: its refresh time, or later after a failed
+/// attempt.
+fn refresh_point(state: &State, timing: Timing) -> Instant {
+    match state.refresh_not_before {
+        Some(not_before) => timing.refresh_at.max(not_before),
+        None => timing.refresh_at,
+    }
+}
+
+fn no_runtime() -> Error {
+    Error::config("cells-auth needs a tokio runtime to fetch tokens")
+}
+
+fn interrupted() -> Error {
+    Error::Network {
+        message: "the token fetch was interrupted (its tokio runtime shut down)".to_owned(),
+        source: Arc::new(std::io::Error::other("token fetch task dropped")),
     }
 }
 
@@ -416,23 +466,6 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// Turns a fetched token into the cached one: refresh and expiry times, the header built once.
-fn build_token(fetched: Fetched, generation: u64) -> Result<AccessToken, Error> {
-    let header =
-        bearer_header(fetched.secret.expose_secret()).ok_or_else(|| Error::InvalidResponse {
-            status: 200,
-            reason: "the access_token cannot be sent in a header".to_owned(),
-            excerpt: String::new(),
-        })?;
-    Ok(AccessToken::new(TokenData {
-        header,
-        expires_at: fetched.started_system + fetched.lifetime,
-        timing: timing(fetched.started, fetched.lifetime),
-        generation,
-        secret: fetched.secret,
-    }))
-}
-
 /// When to refresh and until when to serve a token of `lifetime` fetched at `started`. Every
 /// margin scales with the lifetime, so short-lived tokens are served for most of their life.
 pub(crate) fn timing(started: Instant, lifetime: Duration) -> Timing {
@@ -446,15 +479,6 @@ pub(crate) fn timing(started: Instant, lifetime: Duration) -> Timing {
         refresh_at: started + refresh_after.saturating_sub(jitter),
         usable_until: started + lifetime.saturating_sub(safety),
     }
-}
-
-fn token_lifetime_s(token: &AccessToken, now: Instant) -> f64 {
-    token
-        .data()
-        .timing
-        .usable_until
-        .saturating_duration_since(now)
-        .as_secs_f64()
 }
 
 #[cfg(test)]

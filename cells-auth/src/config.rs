@@ -126,13 +126,19 @@ impl CellsAuthBuilder {
 
     /// Checks the configuration and builds the provider. Sends nothing.
     pub fn build(self) -> Result<CellsAuth, Error> {
+        // A stray newline from a `.env` file would make the server answer invalid_client.
         let client_id = self
             .client_id
-            .filter(|id| !id.trim().is_empty())
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty())
             .ok_or_else(|| Error::config("the client ID is missing or empty"))?;
         let client_secret = self
             .client_secret
-            .filter(|secret| !secrecy::ExposeSecret::expose_secret(secret).is_empty())
+            .filter(|secret| {
+                !secrecy::ExposeSecret::expose_secret(secret)
+                    .trim()
+                    .is_empty()
+            })
             .ok_or_else(|| Error::config("the client secret is missing or empty"))?;
         let base_url = validate_base_url(
             self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
@@ -208,9 +214,9 @@ impl fmt::Debug for CellsAuthBuilder {
 /// Checks a base URL and returns it without a trailing slash (the generated client appends
 /// `/cells/connect/token`).
 pub(crate) fn validate_base_url(raw: &str, allow_insecure_http: bool) -> Result<String, Error> {
-    let url = reqwest::Url::parse(raw.trim()).map_err(|error| {
-        Error::config(format!("the base URL {raw:?} is not a valid URL: {error}"))
-    })?;
+    // Not echoed: a URL that fails to parse may still carry a password.
+    let url = reqwest::Url::parse(raw.trim())
+        .map_err(|error| Error::config(format!("the base URL is not a valid URL: {error}")))?;
     let host = url
         .host_str()
         .filter(|host| !host.is_empty())

@@ -30,6 +30,8 @@ pub(crate) struct Fetcher {
 /// A token as it arrived, before the cache decides when to refresh it.
 pub(crate) struct Fetched {
     pub(crate) secret: SecretString,
+    /// `Bearer <token>`, built once here and reused for every request with this token.
+    pub(crate) header: http::HeaderValue,
     pub(crate) lifetime: Duration,
     /// Taken just before the request was sent: the lifetime counts from here, so network
     /// latency shortens the token's life in our books rather than lengthening it.
@@ -74,10 +76,11 @@ impl Fetcher {
         match outcome {
             Ok(response) => {
                 let body = response.into_inner();
-                let (secret, lifetime) =
+                let (secret, header, lifetime) =
                     validate(body, started_system, self.client_secret.expose_secret())?;
                 Ok(Fetched {
                     secret,
+                    header,
                     lifetime,
                     started,
                     started_system,
@@ -93,13 +96,13 @@ impl Fetcher {
         match error {
             GenError::ErrorResponse(response) => {
                 let status = response.status().as_u16();
-                let retry_after = retry_after(response.headers());
+                let retry_after = retry_after(response.headers(), self.clock.system_now());
                 let body = read_capped(response.into_inner()).await;
                 classify(status, retry_after, body.as_deref(), &secrets)
             }
             GenError::UnexpectedResponse(response) => {
                 let status = response.status().as_u16();
-                let retry_after = retry_after(response.headers());
+                let retry_after = retry_after(response.headers(), self.clock.system_now());
                 let body = response.bytes().await.ok();
                 classify(status, retry_after, body.as_deref(), &secrets)
             }
@@ -135,7 +138,7 @@ pub(crate) fn validate(
     body: AccessTokenResponse,
     now: SystemTime,
     client_secret: &str,
-) -> Result<(SecretString, Duration), Error> {
+) -> Result<(SecretString, http::HeaderValue, Duration), Error> {
     let invalid = |reason: &str| Error::InvalidResponse {
         status: 200,
         reason: reason.to_owned(),
@@ -152,11 +155,11 @@ pub(crate) fn validate(
     if token.trim().is_empty() {
         return Err(invalid("the access_token is empty"));
     }
-    if crate::token::bearer_header(token).is_none() {
+    let Some(header) = crate::token::bearer_header(token) else {
         return Err(invalid(
             "the access_token holds characters that cannot be sent in a header",
         ));
-    }
+    };
     if let Some(kind) = token_type.as_deref()
         && !kind.eq_ignore_ascii_case("bearer")
     {
@@ -178,10 +181,11 @@ pub(crate) fn validate(
             invalid("the response has no expires_in and the token carries no future exp claim")
         })?,
     };
-    Ok((secret, lifetime.min(MAX_TOKEN_LIFETIME)))
+    Ok((secret, header, lifetime.min(MAX_TOKEN_LIFETIME)))
 }
 
-/// A 200 whose body is not a token response.
+/// A 200 whose body is not a token response. The excerpt never quotes a token field, however
+/// short or oddly shaped the token: the scrubber alone only catches long token-like runs.
 pub(crate) fn payload_error(
     body: &[u8],
     parse_error: &serde_json::Error,
@@ -193,7 +197,31 @@ pub(crate) fn payload_error(
             "the body is not a token response ({})",
             describe_json_error(parse_error)
         ),
-        excerpt: excerpt(body, secrets),
+        excerpt: excerpt(&redact_token_fields(body), secrets),
+    }
+}
+
+/// The body with the values of `access_token` and `refresh_token` replaced, whether or not the
+/// JSON is complete.
+fn redact_token_fields(body: &[u8]) -> Vec<u8> {
+    const FIELDS: [&str; 2] = ["access_token", "refresh_token"];
+    if let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(body) {
+        for field in FIELDS {
+            if let Some(value) = object.get_mut(field) {
+                *value = serde_json::Value::from("<redacted>");
+            }
+        }
+        return serde_json::Value::Object(object).to_string().into_bytes();
+    }
+    // Truncated or broken JSON: cut everything after the first token field's name.
+    let text = String::from_utf8_lossy(body);
+    let cut = FIELDS
+        .iter()
+        .filter_map(|field| text.find(field).map(|at| at + field.len()))
+        .min();
+    match cut {
+        Some(at) => format!("{}\": <redacted>", &text[..at]).into_bytes(),
+        None => body.to_vec(),
     }
 }
 
@@ -218,21 +246,26 @@ fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
     exp.duration_since(now).ok().filter(|left| !left.is_zero())
 }
 
-/// The `Retry-After` header as a wait: seconds, or an HTTP date (RFC 9110 section 10.2.3).
-fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+/// The longest `Retry-After` believed. Any wait this long is past every sensible deadline, and
+/// the cap keeps time arithmetic far from overflow whatever a server sends.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// The `Retry-After` header as a wait: seconds, or an HTTP date (RFC 9110 section 10.2.3),
+/// capped at [`MAX_RETRY_AFTER`].
+fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers
         .get(http::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(
-        date.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds.min(MAX_RETRY_AFTER.as_secs())),
+        Err(_) => {
+            let date = httpdate::parse_http_date(value).ok()?;
+            date.duration_since(now).unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// Maps a non-200 answer to an error.
@@ -353,18 +386,25 @@ mod tests {
     fn retry_after_reads_seconds_and_dates() {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        // HTTP dates have whole seconds.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(7)));
 
-        let later = SystemTime::now() + Duration::from_secs(120);
+        let later = now + Duration::from_secs(120);
         headers.insert(
             http::header::RETRY_AFTER,
             httpdate::fmt_http_date(later).parse().unwrap(),
         );
-        let wait = retry_after(&headers).unwrap();
-        assert!(wait <= Duration::from_secs(120) && wait >= Duration::from_secs(100));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(120)));
+
+        headers.insert(
+            http::header::RETRY_AFTER,
+            u64::MAX.to_string().parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers, now), Some(MAX_RETRY_AFTER));
 
         headers.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&headers), None);
+        assert_eq!(retry_after(&headers, now), None);
     }
 
     #[test]
@@ -490,7 +530,7 @@ mod fuzz {
         fn fuzz_success_bodies_never_panic_or_leak(body in body()) {
             match serde_json::from_slice::<AccessTokenResponse>(&body) {
                 Ok(response) => match validate(response, SystemTime::now(), SECRET) {
-                    Ok((_, lifetime)) => {
+                    Ok((_, _, lifetime)) => {
                         prop_assert!(!lifetime.is_zero() && lifetime <= MAX_TOKEN_LIFETIME);
                     }
                     Err(error) => {
@@ -514,7 +554,12 @@ mod fuzz {
             if let Ok(value) = http::HeaderValue::from_str(&retry_after_value) {
                 headers.insert(http::header::RETRY_AFTER, value);
             }
-            let error = classify(status, retry_after(&headers), body.as_deref(), &[SECRET]);
+            let error = classify(
+                status,
+                retry_after(&headers, SystemTime::now()),
+                body.as_deref(),
+                &[SECRET],
+            );
             prop_assert_eq!(error.status(), Some(status));
             prop_assert_eq!(
                 error.is_transient(),

@@ -24,9 +24,10 @@
 //! # Behaviour
 //! - **Cache.** A token is served until shortly before it expires, by `expires_in` (number or
 //!   numeric string) or else the JWT `exp` claim, counted from just before the request was sent.
-//!   A cached read takes no lock, reads no clock and allocates nothing.
-//! - **Refresh ahead.** Five minutes before expiry (or at half-life for short tokens, with
-//!   jitter) a background refresh starts while callers keep the current token.
+//!   A cached read takes no lock, reads only the coarse monotonic clock and allocates nothing.
+//! - **Refresh ahead.** From five minutes before expiry (or half-life for short tokens, with
+//!   jitter) the first caller starts a background refresh; callers keep the current token
+//!   meanwhile. No timer task is involved, so nothing depends on background scheduling.
 //! - **Single-flight.** Any number of concurrent callers on a cold cache share one request and
 //!   its outcome.
 //! - **Static stability.** A failed refresh keeps the valid token in service and tries again

@@ -58,7 +58,7 @@ impl RetryPolicy {
             }
             let wait = backoff(number).max(error.retry_after().unwrap_or_default());
             let spent = clock.now().saturating_duration_since(started);
-            if spent + wait >= self.deadline {
+            if wait >= self.deadline.saturating_sub(spent) {
                 tracing::debug!(
                     attempt = number,
                     wait_ms = wait.as_millis() as u64,

@@ -28,7 +28,8 @@ pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
     for ch in text.chars() {
-        if ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '+' | '/' | '=') {
+        if ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.' | '+' | '/' | '=' | '~' | '%')
+        {
             run.push(ch);
             continue;
         }

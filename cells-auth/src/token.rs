@@ -9,8 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// A bearer token for Aspose.Cells Cloud, from [`CellsAuth::token`](crate::CellsAuth::token).
 ///
-/// Cheap to clone. Its `Debug` output shows when it expires, never the token; the token is
-/// zeroized when the last clone is dropped.
+/// Cheap to clone. Its `Debug` output shows when it expires, never the token. The token string
+/// is zeroized when the last clone is dropped; the copy inside the prebuilt header value is
+/// not (`http::HeaderValue` offers no way to), but it is marked sensitive.
 #[derive(Clone)]
 pub struct AccessToken(Arc<TokenData>);
 

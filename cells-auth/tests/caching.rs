@@ -91,8 +91,10 @@ async fn refresh_ahead_serves_the_old_token_while_the_new_one_is_fetched() {
 
     let gate = Gate::new();
     server.push_reply(Reply::token().after(&gate));
-    // Past the refresh point (five minutes before expiry, minus jitter) but before expiry.
+    // Past the refresh point (five minutes before expiry, minus jitter) but before expiry: the
+    // next caller starts the refresh and is served the old token without waiting.
     advance(&clock, HOUR - Duration::from_secs(200)).await;
+    assert_eq!(auth.token().await.unwrap().secret(), old.secret());
     server.wait_for_requests(2).await;
 
     // The refresh is in flight and held; callers still get the old token at once.
@@ -127,6 +129,7 @@ async fn the_refresh_point_scales_with_the_lifetime() {
     server.push_reply(Reply::token().after(&gate));
     // Half-life is the refresh point for short tokens; 5.5 s in, it is still served.
     advance(&clock, Duration::from_millis(5500)).await;
+    assert_eq!(auth.token().await.unwrap().secret(), first.secret());
     server.wait_for_requests(2).await;
     assert_eq!(auth.token().await.unwrap().secret(), first.secret());
     gate.open();
@@ -146,6 +149,7 @@ async fn a_failing_refresh_keeps_serving_the_valid_token() {
         server.push_reply(Reply::status(503));
     }
     advance(&clock, HOUR - Duration::from_secs(200)).await;
+    assert_eq!(auth.token().await.unwrap().secret(), token.secret());
     // The background refresh spends its attempts and fails.
     server.wait_for_requests(1 + ATTEMPTS_PER_FETCH).await;
     settle().await;
@@ -157,6 +161,7 @@ async fn a_failing_refresh_keeps_serving_the_valid_token() {
 
     // A quarter of the remaining time later, it tries again, still serving the old token.
     advance(&clock, Duration::from_secs(60)).await;
+    assert_eq!(auth.token().await.unwrap().secret(), token.secret());
     server.wait_for_requests(1 + 2 * ATTEMPTS_PER_FETCH).await;
     assert_eq!(auth.token().await.unwrap().secret(), token.secret());
 }
@@ -210,8 +215,8 @@ async fn a_token_outlives_the_runtime_that_fetched_it() {
     let server = FakeTokenServer::start().await.unwrap();
     let auth = provider(&server, &ManualClock::new());
 
-    // Fetch on a runtime that then shuts down, taking the token's timer task with it. It runs
-    // on a blocking thread so that this runtime keeps serving the fake server meanwhile.
+    // Fetch on a runtime that then shuts down. It runs on a blocking thread so that this
+    // runtime keeps serving the fake server meanwhile.
     let first = {
         let auth = auth.clone();
         tokio::task::spawn_blocking(move || {
@@ -224,7 +229,7 @@ async fn a_token_outlives_the_runtime_that_fetched_it() {
         .await
         .unwrap()
     };
-    // This runtime serves the same token (no request) and takes over the timer.
+    // This runtime is served the same token, without a request.
     assert_eq!(auth.token().await.unwrap().secret(), first.secret());
     assert_eq!(server.request_count(), 1);
 }
@@ -252,4 +257,71 @@ async fn expires_in_as_a_string_and_the_jwt_exp_fallback() {
         .duration_since(std::time::SystemTime::now())
         .unwrap();
     assert!(left > Duration::from_secs(3000) && left <= HOUR, "{left:?}");
+}
+
+/// A program that drives every call with `block_on` on a current-thread runtime never lets
+/// background tasks run between calls; expiry and refresh must not depend on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_caller_sees_refreshes_and_expiry() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    let auth = provider(&server, &clock);
+    let (first, second) = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let first = runtime.block_on(auth.token()).unwrap();
+        for _ in 0..100 {
+            assert_eq!(
+                runtime.block_on(auth.token()).unwrap().secret(),
+                first.secret()
+            );
+        }
+        clock.advance(HOUR);
+        let second = runtime.block_on(auth.token()).unwrap();
+        (first, second)
+    })
+    .await
+    .unwrap();
+    assert_ne!(first.secret(), second.secret());
+    assert_eq!(server.request_count(), 2);
+}
+
+#[tokio::test]
+async fn a_token_that_expires_before_it_arrives_is_refused() {
+    let server = FakeTokenServer::builder()
+        .expires_in(10)
+        .start()
+        .await
+        .unwrap();
+    let clock = ManualClock::new();
+    let gate = Gate::new();
+    server.push_reply(Reply::token().after(&gate));
+    let auth = provider(&server, &clock);
+    let waiting = tokio::spawn({
+        let auth = auth.clone();
+        async move { auth.token().await }
+    });
+    server.wait_for_requests(1).await;
+    clock.advance(Duration::from_secs(20));
+    gate.open();
+    let error = waiting.await.unwrap().unwrap_err();
+    assert!(
+        error.to_string().contains("expired before it arrived"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn another_providers_token_does_not_invalidate_this_one() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    let ours = provider(&server, &clock);
+    let theirs = provider(&server, &clock);
+    let our_token = ours.token().await.unwrap();
+    let their_token = theirs.token().await.unwrap();
+    ours.invalidate(&their_token);
+    assert_eq!(ours.token().await.unwrap().secret(), our_token.secret());
+    assert_eq!(server.request_count(), 2);
 }

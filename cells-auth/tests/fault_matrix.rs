@@ -99,6 +99,14 @@ const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        name: "429 with an absurd Retry-After",
+        replies: || vec![Reply::status(429).header("Retry-After", &u64::MAX.to_string())],
+        expect: Expect::Unavailable {
+            status: 429,
+            requests: 1,
+        },
+    },
+    Scenario {
         name: "connection closed without an answer, once",
         replies: || vec![Reply::close_connection()],
         expect: Expect::Token { requests: 2 },

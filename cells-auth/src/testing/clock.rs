@@ -3,15 +3,14 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
-
 /// A manual clock for tests of code that uses [`CellsAuth`](crate::CellsAuth); hand it to
 /// [`CellsAuthBuilder::clock`](crate::CellsAuthBuilder::clock).
 ///
-/// Cache timers (refresh ahead, expiry) fire only when the test calls [`advance`](Self::advance);
-/// retry backoff and `Retry-After` pauses complete at once and advance the clock by their length,
-/// so [`elapsed`](Self::elapsed) tells how long the provider chose to wait. Timeouts of single
-/// HTTP requests stay on real time.
+/// Time moves only when the test calls [`advance`](Self::advance): a cached token expires, or
+/// becomes due for refresh, at the first `token()` call after its time has come. Retry backoff
+/// and `Retry-After` pauses complete at once and advance the clock by their length, so
+/// [`elapsed`](Self::elapsed) tells how long the provider chose to wait. Timeouts of single HTTP
+/// requests stay on real time.
 ///
 /// ```
 /// use std::time::Duration;
@@ -31,24 +30,21 @@ pub(crate) struct ManualState {
     start: Instant,
     start_system: SystemTime,
     offset: Mutex<Duration>,
-    changed: watch::Sender<Duration>,
 }
 
 impl ManualClock {
     /// A clock that starts at the current time and stands still.
     pub fn new() -> Self {
-        let (changed, _) = watch::channel(Duration::ZERO);
         Self {
             state: Arc::new(ManualState {
                 start: Instant::now(),
                 start_system: SystemTime::now(),
                 offset: Mutex::new(Duration::ZERO),
-                changed,
             }),
         }
     }
 
-    /// Moves the clock forward, firing every timer that falls due.
+    /// Moves the clock forward.
     pub fn advance(&self, by: Duration) {
         self.state.advance(by);
     }
@@ -74,6 +70,10 @@ impl ManualState {
         *self.offset.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    pub(crate) fn elapsed_nanos(&self) -> u64 {
+        u64::try_from(self.offset().as_nanos()).unwrap_or(u64::MAX)
+    }
+
     pub(crate) fn now(&self) -> Instant {
         self.start + self.offset()
     }
@@ -83,18 +83,6 @@ impl ManualState {
     }
 
     pub(crate) fn advance(&self, by: Duration) {
-        let offset = {
-            let mut offset = self.offset.lock().unwrap_or_else(PoisonError::into_inner);
-            *offset += by;
-            *offset
-        };
-        self.changed.send_replace(offset);
-    }
-
-    pub(crate) async fn sleep_until(&self, deadline: Instant) {
-        let target = deadline.saturating_duration_since(self.start);
-        let mut changes = self.changed.subscribe();
-        // The sender lives as long as `self`, so waiting ends only when the clock gets there.
-        let _ = changes.wait_for(|offset| *offset >= target).await;
+        *self.offset.lock().unwrap_or_else(PoisonError::into_inner) += by;
     }
 }
