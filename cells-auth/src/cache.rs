@@ -23,7 +23,22 @@
 //!
 //! Fetches run in their own task, so a caller that gives up does not cancel the fetch for the
 //! others; the outcome, token or error, reaches every waiter through a `watch` channel. If the
-//! task is dropped unfinished (its runtime shut down), waiters get an error rather than a hang.
+//! task is dropped mid-fetch (its runtime shut down), waiters get an error rather than a hang.
+//!
+//! # Fetches that nobody runs
+//! A task runs only while its runtime is driven. A fetch spawned by a caller on a current-thread
+//! runtime that the caller then stops driving (`block_on` returns as soon as its own future is
+//! ready) would never start, and everyone waiting for it would wait forever. So a fetch is
+//! *claimed* by the task that starts it, and a fetch that is stalled is spawned again on the
+//! runtime of whoever notices: a caller served the current token, or a waiter, which checks on
+//! a timer when the fetch was spawned on a current-thread runtime (a multi-thread runtime's
+//! workers run tasks whatever its `block_on` caller does). Stalled means unclaimed
+//! [`STALLED_FETCH`] after it was spawned, or claimed longer ago than the fetch deadline plus
+//! [`STALLED_FETCH`] (a running fetch ends by its deadline if its runtime is driven). The task
+//! that claims first does the fetch; a task that finds the fetch claimed exits at once. On a
+//! current-thread runtime, a caller served the current token while a refresh is in flight also
+//! yields once, so that a program driving every call with `block_on` still moves the refresh
+//! forward.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use thread_local::ThreadLocal;
-use tokio::runtime::Handle;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
@@ -61,6 +76,12 @@ const MAX_REFRESH_RETRY: Duration = Duration::from_secs(300);
 /// credentials gets the error without another request, yet a fixed secret (or a client ID that
 /// has just become active) is picked up soon.
 pub(crate) const CREDENTIALS_ERROR_MEMORY: Duration = Duration::from_secs(10);
+
+/// How long a spawned fetch may stay unstarted before another caller spawns it again on its own
+/// runtime. A task spawned on a runtime that is being driven starts within microseconds, so
+/// this only fires for a runtime nobody drives; firing needlessly costs one task that exits at
+/// once.
+const STALLED_FETCH: Duration = Duration::from_millis(250);
 
 /// Bit 0 of `hot`: the token of the current epoch may be served.
 const SERVABLE: u64 = 1;
@@ -102,25 +123,62 @@ struct State {
     /// The generation of the newest token ever installed.
     generation: u64,
     /// The fetch in flight, if any.
-    inflight: Option<watch::Receiver<Outcome>>,
+    inflight: Option<Arc<Fetch>>,
     /// A credentials rejection, remembered for [`CREDENTIALS_ERROR_MEMORY`].
     rejected: Option<(Error, Instant)>,
     /// After a failed background refresh: no new attempt before this.
     refresh_not_before: Option<Instant>,
 }
 
-/// A fetch decided under the lock, spawned after it is released: spawning on a runtime that
-/// is shutting down drops the task at once, and its drop takes the lock.
+/// What the slow path does next.
+enum Decision {
+    /// Return this token, after yielding once if `drive_refresh`.
+    Serve {
+        token: AccessToken,
+        drive_refresh: bool,
+    },
+    /// Wait for this fetch, spawning `launch` first (outside the lock).
+    Wait {
+        fetch: Arc<Fetch>,
+        launch: Option<FetchLaunch>,
+    },
+}
+
+/// One fetch in flight: where its outcome is published, and which task runs it.
+struct Fetch {
+    outcome: watch::Sender<Outcome>,
+    claim: Mutex<Claim>,
+}
+
+/// Which task runs a fetch. Times are on the real monotonic clock: they measure task
+/// scheduling, not token lifetimes, so they do not follow a manual clock.
+struct Claim {
+    /// When a task for the fetch was last spawned.
+    spawned_at: Instant,
+    /// Whether that task was spawned on a current-thread runtime, which runs it only while
+    /// someone drives that runtime.
+    on_current_thread: bool,
+    /// When the running task claimed the fetch, and its number.
+    claimed: Option<(Instant, u64)>,
+    /// Claims so far; a task's number tells whether the fetch is still its own.
+    claims: u64,
+}
+
+/// A fetch task decided under the lock, spawned after it is released: spawning on a runtime
+/// that is shutting down drops the task at once, and its drop takes the lock.
 struct FetchLaunch {
     task: FetchTask,
     runtime: Handle,
 }
 
-/// The fetch task's side of the channel. If the task is dropped before it publishes (its
-/// runtime shut down mid-fetch), its drop tells the waiters instead of leaving them hanging.
+/// A task that runs a [`Fetch`] unless another task has it in hand. If it is dropped mid-fetch
+/// (its runtime shut down) while the fetch is still its own, its drop tells the waiters
+/// instead of leaving them hanging.
 struct FetchTask {
     cache: Arc<Cache>,
-    sender: Option<watch::Sender<Outcome>>,
+    fetch: Arc<Fetch>,
+    /// The number of its claim, while it runs the fetch.
+    claim: Option<u64>,
 }
 
 impl Cache {
@@ -159,60 +217,160 @@ impl Cache {
     }
 
     async fn token_slow(self: &Arc<Self>) -> Result<AccessToken, Error> {
-        let runtime = Handle::try_current().ok();
-        let (mut waiter, launch) = {
-            let mut state = self.lock();
-            let now = self.clock.now();
-            if let Some(token) = state.current.clone() {
-                let timing = token.data().timing;
-                if now < timing.usable_until {
-                    let launch = self.refresh_if_due(&mut state, now, runtime);
-                    let look_again_at = if inflight_alive(&state) {
-                        // Its completion bumps the epoch.
-                        timing.usable_until
-                    } else {
-                        refresh_point(&state, timing).clamp(now, timing.usable_until)
-                    };
-                    let served = self.remember(&state, &token, look_again_at);
-                    drop(state);
-                    if let Some(launch) = launch {
-                        launch.spawn();
-                    }
-                    return Ok(served);
+        let (fetch, launch) = match self.decide(Handle::try_current().ok())? {
+            Decision::Serve {
+                token,
+                drive_refresh,
+            } => {
+                if drive_refresh {
+                    // A program that drives every call with `block_on` runs spawned tasks only
+                    // while its own future is pending: yielding once lets the refresh take a
+                    // step.
+                    tokio::task::yield_now().await;
                 }
-                tracing::info!(generation = token.generation(), "token expired");
-                state.current = None;
-                self.publish(&mut state, false);
+                return Ok(token);
             }
-            if let Some((error, at)) = &state.rejected {
-                if now.saturating_duration_since(*at) < CREDENTIALS_ERROR_MEMORY {
-                    return Err(error.clone());
-                }
-                state.rejected = None;
-            }
-            match &state.inflight {
-                Some(waiter) if inflight_alive(&state) => (waiter.clone(), None),
-                _ => {
-                    let runtime = runtime.ok_or_else(no_runtime)?;
-                    let (waiter, launch) =
-                        self.prepare_fetch(&mut state, runtime, "no usable token");
-                    (waiter, Some(launch))
-                }
-            }
+            Decision::Wait { fetch, launch } => (fetch, launch),
         };
         if let Some(launch) = launch {
             launch.spawn();
         }
-        let outcome = waiter
-            .wait_for(Option::is_some)
-            .await
-            .map(|outcome| outcome.clone());
-        match outcome {
-            Ok(Some(Ok(token))) => Ok(self.remember_after_wait(&token)),
-            Ok(Some(Err(error))) => Err(error),
-            // Unreachable: the task publishes an outcome even when dropped unfinished.
-            Ok(None) | Err(_) => Err(interrupted()),
+        match self.wait_for(&fetch).await {
+            Some(Ok(token)) => Ok(self.remember_after_wait(&token)),
+            Some(Err(error)) => Err(error),
+            // Unreachable: the sender lives in `fetch`, which this function holds.
+            None => Err(interrupted()),
         }
+    }
+
+    /// The slow path's decision, under the lock (which no `.await` may see): serve the current
+    /// token, fail at once, or wait for a fetch (spawning it first if `launch` says so).
+    fn decide(self: &Arc<Self>, runtime: Option<Handle>) -> Result<Decision, Error> {
+        let mut state = self.lock();
+        let now = self.clock.now();
+        if let Some(token) = state.current.clone() {
+            if now < token.data().timing.usable_until {
+                let (token, drive_refresh) = self.serve(state, &token, now, runtime);
+                return Ok(Decision::Serve {
+                    token,
+                    drive_refresh,
+                });
+            }
+            tracing::info!(generation = token.generation(), "token expired");
+            state.current = None;
+            self.publish(&mut state, false);
+        }
+        if let Some((error, at)) = &state.rejected {
+            if now.saturating_duration_since(*at) < CREDENTIALS_ERROR_MEMORY {
+                return Err(error.clone());
+            }
+            state.rejected = None;
+        }
+        let (fetch, launch) = match &state.inflight {
+            Some(fetch) => {
+                let fetch = Arc::clone(fetch);
+                let launch = self.relaunch_if_stalled(&fetch, runtime);
+                (fetch, launch)
+            }
+            None => {
+                let runtime = runtime.ok_or_else(no_runtime)?;
+                let (fetch, launch) = self.prepare_fetch(&mut state, runtime, "no usable token");
+                (fetch, Some(launch))
+            }
+        };
+        Ok(Decision::Wait { fetch, launch })
+    }
+
+    /// Serves the current, still usable token, starting a background refresh when one is due.
+    /// Releases the lock. Also returns whether the caller should yield once to move a refresh
+    /// forward on its current-thread runtime.
+    fn serve(
+        self: &Arc<Self>,
+        mut state: MutexGuard<'_, State>,
+        token: &AccessToken,
+        now: Instant,
+        runtime: Option<Handle>,
+    ) -> (AccessToken, bool) {
+        let timing = token.data().timing;
+        let mut launch = self.refresh_if_due(&mut state, now, runtime.clone());
+        if launch.is_none()
+            && let Some(fetch) = &state.inflight
+        {
+            launch = self.relaunch_if_stalled(fetch, runtime.clone());
+        }
+        let refreshing = state.inflight.is_some();
+        let drive_refresh = refreshing && runtime.as_ref().is_some_and(is_current_thread);
+        let look_again_at = if drive_refresh {
+            // Come back on every call: each one moves the refresh forward.
+            now
+        } else if refreshing {
+            // Its completion bumps the epoch; until then look in now and then, in case its
+            // task never starts.
+            (now + STALLED_FETCH).min(timing.usable_until)
+        } else {
+            refresh_point(&state, timing).clamp(now, timing.usable_until)
+        };
+        let served = self.remember(&state, token, look_again_at);
+        drop(state);
+        if let Some(launch) = launch {
+            launch.spawn();
+        }
+        (served, drive_refresh)
+    }
+
+    /// Waits for the outcome of `fetch`. When the fetch was spawned on a current-thread
+    /// runtime, checks on a timer whether it stalled (see the module documentation) and spawns
+    /// it again on this caller's runtime if so.
+    async fn wait_for(self: &Arc<Self>, fetch: &Arc<Fetch>) -> Outcome {
+        let mut outcome = fetch.outcome.subscribe();
+        loop {
+            // Checking needs a runtime with timers; without a runtime this caller could not
+            // spawn the fetch anyway.
+            let runtime = Handle::try_current().ok();
+            if !fetch.lock_claim().on_current_thread || runtime.is_none() {
+                return published(outcome.wait_for(Option::is_some).await);
+            }
+            tokio::select! {
+                result = outcome.wait_for(Option::is_some) => return published(result),
+                () = tokio::time::sleep(STALLED_FETCH) => {
+                    let still_current = {
+                        let state = self.lock();
+                        state.inflight.as_ref().is_some_and(|current| Arc::ptr_eq(current, fetch))
+                    };
+                    if still_current
+                        && let Some(launch) = self.relaunch_if_stalled(fetch, runtime)
+                    {
+                        launch.spawn();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Spawns `fetch` again on `runtime` if it stalled: unclaimed [`STALLED_FETCH`] after it
+    /// was spawned, or claimed for longer than any fetch runs on a driven runtime.
+    fn relaunch_if_stalled(
+        self: &Arc<Self>,
+        fetch: &Arc<Fetch>,
+        runtime: Option<Handle>,
+    ) -> Option<FetchLaunch> {
+        let runtime = runtime?;
+        let mut claim = fetch.lock_claim();
+        let stalled = match claim.claimed {
+            None => claim.spawned_at.elapsed() >= STALLED_FETCH,
+            Some((at, _)) => at.elapsed() >= self.retry.deadline + STALLED_FETCH,
+        };
+        if !stalled {
+            return None;
+        }
+        claim.spawned_at = Instant::now();
+        claim.on_current_thread = is_current_thread(&runtime);
+        drop(claim);
+        tracing::debug!("the token fetch stalled; spawning it again on this runtime");
+        Some(FetchLaunch {
+            task: FetchTask::new(Arc::clone(self), Arc::clone(fetch)),
+            runtime,
+        })
     }
 
     /// Starts the background refresh if the token is in its refresh window, no fetch is in
@@ -225,7 +383,7 @@ impl Cache {
         runtime: Option<Handle>,
     ) -> Option<FetchLaunch> {
         let token = state.current.as_ref()?;
-        if now < refresh_point(state, token.data().timing) || inflight_alive(state) {
+        if now < refresh_point(state, token.data().timing) || state.inflight.is_some() {
             return None;
         }
         let (_, launch) = self.prepare_fetch(state, runtime?, "refresh ahead of expiry");
@@ -248,7 +406,7 @@ impl Cache {
             self.publish(&mut state, false);
             match runtime {
                 // Without a runtime the next `token()` starts the fetch instead.
-                Some(runtime) if !inflight_alive(&state) => Some(
+                Some(runtime) if state.inflight.is_none() => Some(
                     self.prepare_fetch(&mut state, runtime, "token invalidated")
                         .1,
                 ),
@@ -307,21 +465,30 @@ impl Cache {
         state: &mut State,
         runtime: Handle,
         reason: &'static str,
-    ) -> (watch::Receiver<Outcome>, FetchLaunch) {
-        let (sender, receiver) = watch::channel(None);
-        state.inflight = Some(receiver.clone());
+    ) -> (Arc<Fetch>, FetchLaunch) {
+        let fetch = Arc::new(Fetch {
+            outcome: watch::Sender::new(None),
+            claim: Mutex::new(Claim {
+                spawned_at: Instant::now(),
+                on_current_thread: is_current_thread(&runtime),
+                claimed: None,
+                claims: 0,
+            }),
+        });
+        state.inflight = Some(Arc::clone(&fetch));
         tracing::debug!(reason, "starting a token fetch");
-        let task = FetchTask {
-            cache: Arc::clone(self),
-            sender: Some(sender),
-        };
-        (receiver, FetchLaunch { task, runtime })
+        let task = FetchTask::new(Arc::clone(self), Arc::clone(&fetch));
+        (fetch, FetchLaunch { task, runtime })
     }
 
     /// Installs a fetched token, or decides what a failure means.
-    fn complete(&self, fetched: Result<Fetched, Error>) -> Result<AccessToken, Error> {
+    fn complete(
+        &self,
+        fetch: &Fetch,
+        fetched: Result<Fetched, Error>,
+    ) -> Result<AccessToken, Error> {
         let mut state = self.lock();
-        state.inflight = None;
+        forget(&mut state, fetch);
         let now = self.clock.now();
         let fetched = fetched.and_then(|fetched| {
             let timing = timing(fetched.started, fetched.lifetime);
@@ -392,15 +559,13 @@ impl Cache {
         }
     }
 
-    /// The fetch task ended without publishing: forget it, so the next caller starts anew.
-    fn abandon(&self, sender: &watch::Sender<Outcome>) {
+    /// The fetch task was dropped mid-fetch: forget the fetch, so the next caller starts anew,
+    /// and make every thread look again.
+    fn abandon(&self, fetch: &Fetch) {
         let mut state = self.lock();
-        let ours = state
-            .inflight
-            .as_ref()
-            .is_some_and(|inflight| inflight.same_channel(&sender.subscribe()));
-        if ours {
-            state.inflight = None;
+        if forget(&mut state, fetch) {
+            let servable = state.current.is_some();
+            self.publish(&mut state, servable);
         }
     }
 }
@@ -413,34 +578,85 @@ impl FetchLaunch {
 }
 
 impl FetchTask {
+    fn new(cache: Arc<Cache>, fetch: Arc<Fetch>) -> Self {
+        Self {
+            cache,
+            fetch,
+            claim: None,
+        }
+    }
+
     async fn run(mut self) {
+        let stale_claim = self.cache.retry.deadline + STALLED_FETCH;
+        {
+            let mut claim = self.fetch.lock_claim();
+            if claim
+                .claimed
+                .is_some_and(|(at, _)| at.elapsed() < stale_claim)
+            {
+                // Another task has it in hand.
+                return;
+            }
+            claim.claims += 1;
+            claim.claimed = Some((Instant::now(), claim.claims));
+            self.claim = Some(claim.claims);
+        }
         let cache = Arc::clone(&self.cache);
         let fetched = cache
             .retry
             .run(&cache.clock, || cache.fetcher.fetch_once())
             .await;
-        let outcome = cache.complete(fetched);
-        if let Some(sender) = self.sender.take() {
-            sender.send_replace(Some(outcome));
-        }
+        // Published even if a later task took the claim over: any real outcome will do.
+        let outcome = cache.complete(&self.fetch, fetched);
+        self.fetch.outcome.send_replace(Some(outcome));
+        self.claim = None;
     }
 }
 
 impl Drop for FetchTask {
     fn drop(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            self.cache.abandon(&sender);
-            sender.send_replace(Some(Err(interrupted())));
+        // A task dropped before it claimed leaves the fetch for another task to start; one
+        // whose claim was taken over leaves it to that task.
+        let Some(number) = self.claim else { return };
+        let still_ours = self
+            .fetch
+            .lock_claim()
+            .claimed
+            .is_some_and(|(_, current)| current == number);
+        if still_ours {
+            self.cache.abandon(&self.fetch);
+            self.fetch.outcome.send_replace(Some(Err(interrupted())));
         }
     }
 }
 
-fn inflight_alive(state: &State) -> bool {
-    // A closed channel is a fetch whose task is gone.
-    state
+impl Fetch {
+    fn lock_claim(&self) -> MutexGuard<'_, Claim> {
+        // Every write leaves the claim consistent, so a panic elsewhere does not spoil it.
+        self.claim.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn is_current_thread(runtime: &Handle) -> bool {
+    runtime.runtime_flavor() == RuntimeFlavor::CurrentThread
+}
+
+/// What a waiter takes from the outcome channel. The sender lives in the `Fetch` the waiter
+/// holds, so the channel cannot close under it.
+fn published(result: Result<watch::Ref<'_, Outcome>, watch::error::RecvError>) -> Outcome {
+    result.ok().and_then(|outcome| outcome.clone())
+}
+
+/// Clears the in-flight fetch if it is `fetch`; `true` if it was.
+fn forget(state: &mut State, fetch: &Fetch) -> bool {
+    let ours = state
         .inflight
         .as_ref()
-        .is_some_and(|inflight| inflight.has_changed().is_ok())
+        .is_some_and(|inflight| std::ptr::eq(Arc::as_ptr(inflight), fetch));
+    if ours {
+        state.inflight = None;
+    }
+    ours
 }
 
 /// When the current token should next be refreshed: its refresh time, or later after a failed

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::CellsAuth;
 use crate::cache::Cache;
@@ -62,7 +62,8 @@ impl CellsAuthBuilder {
     }
 
     /// The client secret from the Aspose Cloud dashboard. It is kept in memory that is zeroized
-    /// on drop and never printed.
+    /// on drop and never printed. Surrounding white space (a stray newline from a `.env` file)
+    /// is removed, as it is from the client ID.
     pub fn client_secret(mut self, client_secret: impl Into<String>) -> Self {
         self.client_secret = Some(SecretString::from(client_secret.into()));
         self
@@ -134,11 +135,8 @@ impl CellsAuthBuilder {
             .ok_or_else(|| Error::config("the client ID is missing or empty"))?;
         let client_secret = self
             .client_secret
-            .filter(|secret| {
-                !secrecy::ExposeSecret::expose_secret(secret)
-                    .trim()
-                    .is_empty()
-            })
+            .map(|secret| SecretString::from(secret.expose_secret().trim()))
+            .filter(|secret| !secret.expose_secret().is_empty())
             .ok_or_else(|| Error::config("the client secret is missing or empty"))?;
         let base_url = validate_base_url(
             self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
@@ -159,6 +157,9 @@ impl CellsAuthBuilder {
                     connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
                     request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
                     extra_roots,
+                    // A proxy from the environment would carry a loopback request, credentials
+                    // in clear text, off the machine (or to its own loopback).
+                    use_env_proxy: !url_is_loopback(&base_url),
                 })?
             }
         };
@@ -217,10 +218,12 @@ pub(crate) fn validate_base_url(raw: &str, allow_insecure_http: bool) -> Result<
     // Not echoed: a URL that fails to parse may still carry a password.
     let url = reqwest::Url::parse(raw.trim())
         .map_err(|error| Error::config(format!("the base URL is not a valid URL: {error}")))?;
+    // Not echoed until the user-info and query are known to be absent: either may hold a
+    // secret.
     let host = url
         .host_str()
         .filter(|host| !host.is_empty())
-        .ok_or_else(|| Error::config(format!("the base URL {raw:?} has no host")))?;
+        .ok_or_else(|| Error::config("the base URL has no host"))?;
     if !url.username().is_empty() || url.password().is_some() {
         // Never echo the URL: its user-info may be a secret.
         return Err(Error::config(
@@ -228,9 +231,9 @@ pub(crate) fn validate_base_url(raw: &str, allow_insecure_http: bool) -> Result<
         ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::config(format!(
-            "the base URL {raw:?} must not have a query or fragment"
-        )));
+        return Err(Error::config(
+            "the base URL must not have a query or fragment",
+        ));
     }
     match url.scheme() {
         "https" => {}
@@ -248,6 +251,14 @@ pub(crate) fn validate_base_url(raw: &str, allow_insecure_http: bool) -> Result<
         }
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `true` when `url` (already validated) points at this machine.
+pub(crate) fn url_is_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|url| url.host_str().map(is_loopback))
+        .unwrap_or(false)
 }
 
 fn is_loopback(host: &str) -> bool {

@@ -69,8 +69,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// `true` when trying again later may succeed: a network failure, a timeout, or a 429 or
-    /// 5xx answer.
+    /// `true` when trying again later may succeed: a network failure, a timeout, or a 429,
+    /// 500, 502, 503 or 504 answer.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,

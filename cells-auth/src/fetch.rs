@@ -155,6 +155,13 @@ pub(crate) fn validate(
     if token.trim().is_empty() {
         return Err(invalid("the access_token is empty"));
     }
+    // A bearer token is one run of visible characters (RFC 6750 section 2.1); a space or
+    // control character would split or break the `Authorization` header.
+    if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(invalid(
+            "the access_token holds spaces or characters that cannot be sent in a header",
+        ));
+    }
     let Some(header) = crate::token::bearer_header(token) else {
         return Err(invalid(
             "the access_token holds characters that cannot be sent in a header",
@@ -165,7 +172,7 @@ pub(crate) fn validate(
     {
         return Err(invalid(&format!(
             "token_type is {:?}, not \"bearer\"",
-            scrub(kind, &[client_secret])
+            excerpt(kind.as_bytes(), &[client_secret])
         )));
     }
     let lifetime = match expires_in {
@@ -282,10 +289,12 @@ pub(crate) fn classify(
             });
             Error::CredentialsRejected {
                 status,
-                code: oauth.as_ref().map(|oauth| scrub(&oauth.error, secrets)),
+                code: oauth
+                    .as_ref()
+                    .map(|oauth| excerpt(oauth.error.as_bytes(), secrets)),
                 description: oauth
                     .and_then(|oauth| oauth.error_description)
-                    .map(|text| scrub(&text, secrets)),
+                    .map(|text| excerpt(text.as_bytes(), secrets)),
             }
         }
         429 | 500 | 502 | 503 | 504 => Error::ServiceUnavailable {
@@ -319,6 +328,14 @@ async fn read_capped(mut stream: cells_auth_gen::ByteStream) -> Option<Vec<u8>> 
 
 fn network_error(error: reqwest::Error) -> Error {
     let error = error.without_url();
+    if error.is_builder() {
+        // The request could not even be built (for example a user-supplied client with
+        // `https_only` and a loopback `http://` base URL): asking again cannot help.
+        return Error::config(format!(
+            "the HTTP client refused to build the token request ({})",
+            root_cause(&error)
+        ));
+    }
     if body_over_cap(&error) {
         return Error::InvalidResponse {
             status: error.status().map_or(200, |status| status.as_u16()),

@@ -32,12 +32,14 @@
 //!   its outcome.
 //! - **Static stability.** A failed refresh keeps the valid token in service and tries again
 //!   later, spaced out; an error surfaces only when no valid token is left.
-//! - **Retries.** Network errors, timeouts, 429 and 5xx are retried with jittered exponential
+//! - **Retries.** Network errors, timeouts, 429, 500, 502, 503 and 504 are retried with jittered exponential
 //!   backoff, honouring `Retry-After`, within one deadline (30 s by default) and at most five
 //!   attempts per fetch. 400 and 401 are never retried, and a rejection of the credentials is
 //!   remembered for ten seconds.
-//! - **Secrets.** The client secret and tokens are zeroized on drop and appear in no `Debug`,
-//!   `Display`, error, log line or URL. Token requests never follow redirects.
+//! - **Secrets.** The client secret and tokens appear in no `Debug`, `Display`, error, log
+//!   line or URL, and the copies this crate keeps are zeroized on drop (the transient request
+//!   body of each fetch and the prebuilt header value are not: neither reqwest nor `http`
+//!   offers a way to). Token requests never follow redirects.
 //! - **Transport.** HTTPS (rustls, the platform's trust store) except to loopback addresses or
 //!   with [`CellsAuthBuilder::allow_insecure_http`]; timeouts by default; proxies from the
 //!   environment as reqwest handles them.

@@ -80,7 +80,8 @@ pub use reqwest_middleware;
 /// rejected together, the provider fetches one new token. A second 401 is returned as it is.
 ///
 /// Redirects are followed by the `reqwest::Client` below the middleware, which drops the
-/// `Authorization` header when a redirect leaves the origin.
+/// `Authorization` header when a redirect leaves the origin; a 401 from such a redirect target
+/// is returned as it is, without touching the token.
 #[derive(Clone)]
 pub struct BearerAuth {
     auth: CellsAuth,
@@ -173,6 +174,13 @@ impl BearerAuth {
             .insert(AUTHORIZATION, token.authorization_header().clone());
         let response = next.clone().run(request, extensions).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        if !self.origin.matches(response.url()) {
+            // The client below followed a redirect to another origin, which got no token (the
+            // client drops the header) and refused the request on its own account: the token
+            // is fine, and replacing it would cost a fetch for every such request.
+            tracing::debug!("a redirect target outside the API origin answered 401");
             return Ok(response);
         }
 

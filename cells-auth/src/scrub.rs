@@ -9,9 +9,10 @@ const TOKEN_LIKE_RUN: usize = 20;
 
 /// The start of a body as text, scrubbed: for error messages and logs.
 pub(crate) fn excerpt(body: &[u8], secrets: &[&str]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let short: String = text.chars().take(EXCERPT_CHARS * 2).collect();
-    let mut clean = scrub(&short, secrets);
+    // Scrub all of it before cutting: a secret or token straddling the cut would otherwise
+    // leave its first characters behind, too few to be caught. Bodies are capped at 64 KiB
+    // (`cells_auth_gen::MAX_RESPONSE_BYTES`), so this stays cheap.
+    let mut clean = scrub(&String::from_utf8_lossy(body), secrets);
     if let Some((index, _)) = clean.char_indices().nth(EXCERPT_CHARS) {
         clean.truncate(index);
         clean.push('…');
@@ -62,6 +63,16 @@ mod tests {
 
         let clean = scrub("bad secret hunter2 given", &["hunter2"]);
         assert_eq!(clean, "bad secret <redacted> given");
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_leaves_nothing_behind() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        for padding in 0..400 {
+            let body = format!("{} {secret} end", "x ".repeat(padding));
+            let clean = excerpt(body.as_bytes(), &[secret]);
+            assert!(!clean.contains("0123456789"), "{padding}: {clean}");
+        }
     }
 
     #[test]

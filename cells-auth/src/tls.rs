@@ -16,11 +16,17 @@ pub(crate) struct TransportOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) extra_roots: Vec<reqwest::Certificate>,
+    /// Whether proxies from the environment (`HTTPS_PROXY`, ...) apply.
+    pub(crate) use_env_proxy: bool,
 }
 
 /// Builds the reqwest client for token requests.
 pub(crate) fn build_client(options: &TransportOptions) -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if !options.use_env_proxy {
+        builder = builder.no_proxy();
+    }
+    builder
         .tls_backend_rustls()
         .tls_certs_merge(options.extra_roots.iter().cloned())
         .connect_timeout(options.connect_timeout)

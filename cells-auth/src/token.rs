@@ -67,10 +67,15 @@ impl AccessToken {
         self.0.generation
     }
 
-    /// A copy that shares no reference count with `self`: each thread keeps its own copy so
-    /// that cached reads on different cores never write to the same cache line.
+    /// A copy that shares no reference count with `self`, not even the header's buffer: each
+    /// thread keeps its own copy so that cached reads, and clones of the header, on different
+    /// cores never write to the same cache line.
     pub(crate) fn detached_copy(&self) -> Self {
-        Self::new(TokenData::clone(&self.0))
+        let mut data = TokenData::clone(&self.0);
+        if let Some(header) = bearer_header(self.secret()) {
+            data.header = header;
+        }
+        Self::new(data)
     }
 }
 

@@ -325,3 +325,108 @@ async fn another_providers_token_does_not_invalidate_this_one() {
     assert_eq!(ours.token().await.unwrap().secret(), our_token.secret());
     assert_eq!(server.request_count(), 2);
 }
+
+/// Fails the test instead of hanging it: a minute is far beyond any outcome expected here.
+async fn no_hang<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), future)
+        .await
+        .expect("the call hung")
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A program that drives every call with `block_on` on a current-thread runtime runs spawned
+/// tasks only while a call is pending: the refresh must still complete before expiry, carried
+/// forward by the calls themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_caller_gets_its_refresh_ahead_of_expiry() {
+    const MAX_CALLS: usize = 1_000_000;
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    let auth = provider(&server, &clock);
+    let (first, refreshed) = tokio::task::spawn_blocking(move || {
+        let runtime = current_thread_runtime();
+        let first = runtime.block_on(auth.token()).unwrap();
+        // Into the refresh window, two minutes before the token stops being served.
+        clock.advance(HOUR - Duration::from_secs(150));
+        for _ in 0..MAX_CALLS {
+            let token = runtime.block_on(auth.token()).unwrap();
+            if token.secret() != first.secret() {
+                return (first, token);
+            }
+        }
+        panic!("still no new token after {MAX_CALLS} calls in the refresh window");
+    })
+    .await
+    .unwrap();
+    assert_ne!(first.secret(), refreshed.secret());
+    assert_eq!(server.request_count(), 2);
+}
+
+/// A fetch spawned on a current-thread runtime that nobody drives again never starts; a caller
+/// on a runtime that runs must take it over rather than wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_left_unstarted_on_an_idle_runtime_is_taken_over() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let auth = provider(&server, &ManualClock::new());
+    let first = auth.token().await.unwrap();
+
+    // The invalidation spawns the new fetch on this runtime, which is then never driven.
+    let idle = {
+        let auth = auth.clone();
+        let first = first.clone();
+        tokio::task::spawn_blocking(move || {
+            let runtime = current_thread_runtime();
+            let _entered = runtime.enter();
+            auth.invalidate(&first);
+            drop(_entered);
+            runtime
+        })
+        .await
+        .unwrap()
+    };
+
+    let second = no_hang(auth.token()).await.unwrap();
+    assert_ne!(second.secret(), first.secret());
+    assert_eq!(server.request_count(), 2, "one fetch, taken over, not two");
+    idle.shutdown_background();
+}
+
+/// The same when the idle runtime started the fetch before it stopped being driven: once the
+/// fetch has run past its deadline, another runtime takes it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_stuck_midway_on_an_idle_runtime_is_taken_over() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    let auth = support::builder(&server, &clock)
+        .deadline(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let first = auth.token().await.unwrap();
+    clock.advance(HOUR - Duration::from_secs(150));
+
+    // Served the current token, this call starts the refresh on its runtime and gives it one
+    // step; then that runtime is never driven again.
+    let idle = {
+        let auth = auth.clone();
+        tokio::task::spawn_blocking(move || {
+            let runtime = current_thread_runtime();
+            let served = runtime.block_on(auth.token()).unwrap();
+            (runtime, served)
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(idle.1.secret(), first.secret());
+
+    // The token runs out: this caller must get a new one, not wait for the stuck refresh.
+    clock.advance(Duration::from_secs(150));
+    let second = no_hang(auth.token()).await.unwrap();
+    assert_ne!(second.secret(), first.secret());
+    idle.0.shutdown_background();
+}

@@ -86,6 +86,34 @@ async fn requests_to_another_origin_carry_no_token() {
 }
 
 #[tokio::test]
+async fn a_401_from_a_redirect_target_on_another_host_keeps_the_token() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let api = FakeApi::start().await;
+    let storage = FakeApi::start().await;
+    storage.reject_all();
+    // Another host name for the same machine: a different origin, as a storage host would be.
+    let storage_url = storage
+        .url("/signed/book.xlsx")
+        .replace("127.0.0.1", "localhost");
+    api.redirect_all_to(&storage_url);
+    let auth = provider(&server);
+    let client = client_for(&auth, &api);
+    let token = auth.token().await.unwrap();
+
+    let response = client
+        .get(api.url("/cells/book.xlsx"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.authorizations(), [bearer(token.secret())]);
+    assert_eq!(storage.authorizations(), [None], "no token left the origin");
+    assert_eq!(server.request_count(), 1, "the token was not replaced");
+    assert_eq!(auth.token().await.unwrap().secret(), token.secret());
+}
+
+#[tokio::test]
 async fn new_authenticates_requests_to_the_base_url_origin() {
     // In production the token endpoint and the API share `https://api.aspose.cloud`; here the
     // fake token server plays both, answering 404 to the API path but recording the header.
@@ -310,6 +338,7 @@ mod fake_api {
         rejected: HashSet<String>,
         reject_all: bool,
         hold_until: usize,
+        redirect_to: Option<String>,
     }
 
     struct Seen {
@@ -355,6 +384,11 @@ mod fake_api {
             self.shared.lock().reject_all = true;
         }
 
+        /// Answers every request with `302 Found` to `location`.
+        pub(crate) fn redirect_all_to(&self, location: &str) {
+            self.shared.lock().redirect_to = Some(location.to_owned());
+        }
+
         /// Holds each reply until `count` requests have arrived.
         pub(crate) fn hold_replies_until(&self, count: usize) {
             self.shared.lock().hold_until = count;
@@ -387,8 +421,9 @@ mod fake_api {
             self.state.lock().unwrap_or_else(PoisonError::into_inner)
         }
 
-        /// Records a request and decides its status: 401 for a rejected token, else 200.
-        fn answer(&self, seen: Seen) -> (u16, usize) {
+        /// Records a request and decides its answer: a redirect when one is set, 401 for a
+        /// rejected token, else 200.
+        fn answer(&self, seen: Seen) -> (u16, Option<String>, usize) {
             let mut state = self.lock();
             let rejected = state.reject_all
                 || seen
@@ -397,7 +432,12 @@ mod fake_api {
                     .is_some_and(|value| state.rejected.contains(value));
             state.requests.push(seen);
             self.arrived.send_replace(state.requests.len());
-            (if rejected { 401 } else { 200 }, state.hold_until)
+            let status = match (&state.redirect_to, rejected) {
+                (Some(_), _) => 302,
+                (None, true) => 401,
+                (None, false) => 200,
+            };
+            (status, state.redirect_to.clone(), state.hold_until)
         }
     }
 
@@ -418,16 +458,20 @@ mod fake_api {
     async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         let mut stream = BufReader::new(stream);
         while let Some(seen) = read_request(&mut stream).await {
-            let (status, hold_until) = shared.answer(seen);
+            let (status, location, hold_until) = shared.answer(seen);
             let mut arrived = shared.arrived.subscribe();
             // The sender lives in `shared`, so this only ends by reaching the count.
             let _ = arrived.wait_for(|count| *count >= hold_until).await;
             let (reason, extra) = match status {
                 401 => (
                     "Unauthorized",
-                    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n",
+                    "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n".to_owned(),
                 ),
-                _ => ("OK", ""),
+                302 => (
+                    "Found",
+                    format!("Location: {}\r\n", location.unwrap_or_default()),
+                ),
+                _ => ("OK", String::new()),
             };
             let reply = format!("HTTP/1.1 {status} {reason}\r\n{extra}Content-Length: 2\r\n\r\nok");
             if stream.get_mut().write_all(reply.as_bytes()).await.is_err() {

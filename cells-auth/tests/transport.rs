@@ -49,8 +49,12 @@ async fn the_user_agent_names_the_crate_and_version() {
 #[tokio::test]
 async fn a_user_supplied_client_is_used() {
     let server = FakeTokenServer::start().await.unwrap();
+    let mut marker = reqwest::header::HeaderMap::new();
+    marker.insert("x-from-user-client", "yes".parse().unwrap());
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .default_headers(marker)
+        .no_proxy()
         .build()
         .unwrap();
     let auth = builder(&server, &ManualClock::new())
@@ -59,4 +63,22 @@ async fn a_user_supplied_client_is_used() {
         .unwrap();
     auth.token().await.unwrap();
     assert_eq!(server.request_count(), 1);
+    assert_eq!(
+        server.requests()[0].header("x-from-user-client"),
+        Some("yes")
+    );
+}
+
+#[tokio::test]
+async fn a_request_the_users_client_refuses_to_build_is_a_config_error_not_retried() {
+    let server = FakeTokenServer::start().await.unwrap();
+    // `https_only` refuses the loopback `http://` URL before anything is sent.
+    let client = reqwest::Client::builder().https_only(true).build().unwrap();
+    let auth = builder(&server, &ManualClock::new())
+        .http_client(client)
+        .build()
+        .unwrap();
+    let error = auth.token().await.unwrap_err();
+    assert!(error.is_config(), "{error:?}");
+    assert_eq!(server.request_count(), 0);
 }
