@@ -4,8 +4,12 @@ use std::fmt;
 
 /// A request received by [`FakeTokenServer`](super::FakeTokenServer).
 ///
-/// Its `Debug` output redacts the `client_secret` form field, the raw body and any
-/// `Authorization` header, so a failing assertion that prints it leaks nothing.
+/// Its `Debug` output is safe to print in a failing assertion: it shows the method, the path
+/// (a query string becomes `?<redacted>`), every header name with the values of all but a few
+/// ordinary headers (`Host`, `Content-Type`, `User-Agent`, ...) redacted, the names of form
+/// fields with every value redacted except `grant_type` and `client_id`, and the body's length,
+/// never its bytes. The accessors ([`target`](Self::target), [`headers`](Self::headers),
+/// [`body`](Self::body), ...) still return everything as received.
 #[derive(Clone)]
 pub struct RecordedRequest {
     pub(crate) method: String,
@@ -66,39 +70,94 @@ impl RecordedRequest {
     }
 }
 
+const REDACTED: &str = "<redacted>";
+
+/// Headers whose values `Debug` shows; every other header's value is redacted. An allowlist,
+/// because a name alone cannot tell a credential (`Authorization`, `Cookie`, `X-Api-Key`, a
+/// vendor's own) from an ordinary header.
+const PLAIN_HEADERS: [&str; 9] = [
+    "accept",
+    "accept-encoding",
+    "connection",
+    "content-length",
+    "content-type",
+    "expect",
+    "host",
+    "transfer-encoding",
+    "user-agent",
+];
+
+/// Form fields whose values `Debug` shows: neither is a secret, and a failing test about the
+/// protocol usually needs to see them.
+const PLAIN_FORM_FIELDS: [&str; 2] = ["grant_type", "client_id"];
+
+/// The longest form field name `Debug` shows.
+const MAX_SHOWN_NAME: usize = 64;
+
+impl RecordedRequest {
+    fn is_form(&self) -> bool {
+        self.header("content-type").is_some_and(|value| {
+            value
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+    }
+
+    /// The form fields for `Debug`: names, and only the values of [`PLAIN_FORM_FIELDS`].
+    ///
+    /// A "name" is shown only if it came before an `=` and looks like a field name: a body that
+    /// is not really a form (a bare secret, JSON sent with a form `Content-Type`) would
+    /// otherwise parse into one long name that is the secret itself.
+    fn redacted_form(&self) -> Vec<(String, String)> {
+        self.body
+            .split(|byte| *byte == b'&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = form_urlencoded::parse(pair).next().unwrap_or_default();
+                let name_shown = pair.contains(&b'=')
+                    && name.len() <= MAX_SHOWN_NAME
+                    && name
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || b"_-.[]".contains(&byte));
+                if !name_shown {
+                    (REDACTED.to_owned(), REDACTED.to_owned())
+                } else if PLAIN_FORM_FIELDS.contains(&name.as_ref()) {
+                    (name.into_owned(), value.into_owned())
+                } else {
+                    (name.into_owned(), REDACTED.to_owned())
+                }
+            })
+            .collect()
+    }
+}
+
 impl fmt::Debug for RecordedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let target = match self.query() {
+            Some(_) => format!("{}?{REDACTED}", self.path()),
+            None => self.path().to_owned(),
+        };
         let headers: Vec<(&str, &str)> = self
             .headers
             .iter()
-            .map(|(key, value)| {
-                if key.eq_ignore_ascii_case("authorization") {
-                    (key.as_str(), "<redacted>")
-                } else {
-                    (key.as_str(), value.as_str())
-                }
+            .map(|(name, value)| {
+                let plain = PLAIN_HEADERS
+                    .iter()
+                    .any(|plain| name.eq_ignore_ascii_case(plain));
+                (name.as_str(), if plain { value.as_str() } else { REDACTED })
             })
             .collect();
-        let form: Vec<(String, String)> = self
-            .form()
-            .into_iter()
-            .map(|(key, value)| {
-                if key == "client_secret" {
-                    (key, "<redacted>".to_owned())
-                } else {
-                    (key, value)
-                }
-            })
-            .collect();
-        f.debug_struct("RecordedRequest")
+        let mut debug = f.debug_struct("RecordedRequest");
+        debug
             .field("method", &self.method)
-            .field("target", &self.target)
-            .field("headers", &headers)
-            .field("form", &form)
-            .field(
-                "body",
-                &format_args!("<{} bytes, redacted>", self.body.len()),
-            )
+            .field("target", &target)
+            .field("headers", &headers);
+        if self.is_form() {
+            debug.field("form", &self.redacted_form());
+        }
+        debug
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
             .finish()
     }
 }
@@ -107,21 +166,112 @@ impl fmt::Debug for RecordedRequest {
 mod tests {
     use super::*;
 
-    #[test]
-    fn debug_redacts_the_secret_and_authorization() {
-        let request = RecordedRequest {
+    fn request(target: &str, headers: &[(&str, &str)], body: &str) -> RecordedRequest {
+        RecordedRequest {
             method: "POST".into(),
-            target: "/v4.0/cells/connect/token".into(),
-            headers: vec![("Authorization".into(), "Bearer tok-123".into())],
-            body: b"client_id=id&client_secret=s3cr3t&grant_type=client_credentials".to_vec(),
-        };
-        let debug = format!("{request:?}");
-        assert!(!debug.contains("s3cr3t"), "{debug}");
-        assert!(!debug.contains("tok-123"), "{debug}");
-        assert!(debug.contains("client_id"), "{debug}");
+            target: target.into(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// Both `{:?}` and `{:#?}`, so a test checks every way a failing assertion prints.
+    fn debug_both(request: &RecordedRequest) -> [String; 2] {
+        [format!("{request:?}"), format!("{request:#?}")]
+    }
+
+    #[test]
+    fn debug_shows_form_names_and_only_harmless_values() {
+        let request = request(
+            "/v4.0/cells/connect/token",
+            &[
+                ("Host", "127.0.0.1:8080"),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            "grant_type=client_credentials&client_id=my-id&client_secret=s3cr3t&extra=hidden-too",
+        );
+        for debug in debug_both(&request) {
+            for shown in [
+                "POST",
+                "/v4.0/cells/connect/token",
+                "127.0.0.1:8080",
+                "application/x-www-form-urlencoded",
+                "client_credentials",
+                "my-id",
+                "client_secret",
+                "extra",
+                "<83 bytes>",
+            ] {
+                assert!(debug.contains(shown), "{shown} missing from {debug}");
+            }
+            assert!(!debug.contains("s3cr3t"), "{debug}");
+            assert!(!debug.contains("hidden-too"), "{debug}");
+        }
+        // Only `Debug` redacts; the accessors give what was received.
         assert_eq!(
             request.form_field("client_secret").as_deref(),
             Some("s3cr3t")
+        );
+    }
+
+    #[test]
+    fn debug_redacts_secrets_wherever_they_travel() {
+        let requests = [
+            // A JSON body, with and without a form `Content-Type`.
+            request(
+                "/token",
+                &[("Content-Type", "application/json")],
+                r#"{"client_secret":"s3cr3t"}"#,
+            ),
+            request(
+                "/token",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                r#"{"client_secret":"s3cr3t","a":"b=c"}"#,
+            ),
+            // A bare secret as a form body: it would parse as a field name.
+            request(
+                "/token",
+                &[("Content-Type", "Application/X-WWW-Form-Urlencoded")],
+                "s3cr3t",
+            ),
+            // The query string.
+            request("/token?client_id=id&client_secret=s3cr3t", &[], ""),
+            // Credential headers, known and not.
+            request(
+                "/token",
+                &[
+                    ("Authorization", "Bearer s3cr3t"),
+                    ("proxy-authorization", "Basic s3cr3t"),
+                    ("Cookie", "session=s3cr3t"),
+                    ("X-Api-Key", "s3cr3t"),
+                ],
+                "",
+            ),
+        ];
+        for request in &requests {
+            for debug in debug_both(request) {
+                assert!(!debug.contains("s3cr3t"), "{debug}");
+                assert!(debug.contains("/token"), "{debug}");
+            }
+        }
+        let [with_query, _] = debug_both(&requests[3]);
+        assert!(with_query.contains("/token?<redacted>"), "{with_query}");
+        let [headers, _] = debug_both(&requests[4]);
+        for name in [
+            "Authorization",
+            "proxy-authorization",
+            "Cookie",
+            "X-Api-Key",
+        ] {
+            assert!(headers.contains(name), "{name} missing from {headers}");
+        }
+        let [json, _] = debug_both(&requests[0]);
+        assert!(
+            json.contains("<26 bytes>") && !json.contains("form"),
+            "{json}"
         );
     }
 }

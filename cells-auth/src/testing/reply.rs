@@ -70,7 +70,10 @@ impl Default for Gate {
 pub(crate) enum ReplyKind {
     /// Issue a token as the server would without a script (credentials are still checked).
     Token {
+        /// The `expires_in` to send; the server's own when `None`.
         expires_in: Option<serde_json::Value>,
+        /// Whether the JWT carries an `exp` claim.
+        exp_claim: bool,
     },
     /// A response with this status, these headers and this body.
     Raw(RawReply),
@@ -91,16 +94,45 @@ pub(crate) struct RawReply {
 
 impl Reply {
     /// Issue a fresh token (the default behaviour), for example to add a [`delay`](Self::delay).
+    ///
+    /// The token is a JWT whose `exp` claim agrees with the `expires_in` sent.
     pub fn token() -> Self {
-        Self::from_kind(ReplyKind::Token { expires_in: None })
+        Self::from_kind(ReplyKind::Token {
+            expires_in: None,
+            exp_claim: true,
+        })
     }
 
     /// Issue a fresh token whose `expires_in` field is this JSON value verbatim (a number, a
     /// string such as `"86399"`, a negative number, `null`, ...).
+    ///
+    /// The JWT's `exp` claim follows a value that announces a lifetime (a number or a string of
+    /// an integer; a negative one gives an `exp` in the past). For any other value, `null`
+    /// included, `exp` keeps the server's default lifetime, so a client that falls back to
+    /// `exp` still finds one; add [`without_exp_claim`](Self::without_exp_claim) to leave it
+    /// out too.
     pub fn token_with_expires_in(expires_in: serde_json::Value) -> Self {
         Self::from_kind(ReplyKind::Token {
             expires_in: Some(expires_in),
+            exp_claim: true,
         })
+    }
+
+    /// Issues the token without an `exp` claim in its JWT. With
+    /// `Reply::token_with_expires_in(serde_json::Value::Null)` the answer announces no lifetime
+    /// anywhere. Ignored for replies that issue no token.
+    ///
+    /// ```
+    /// use cells_auth::testing::Reply;
+    ///
+    /// let no_lifetime = Reply::token_with_expires_in(serde_json::Value::Null).without_exp_claim();
+    /// # let _ = no_lifetime;
+    /// ```
+    pub fn without_exp_claim(mut self) -> Self {
+        if let ReplyKind::Token { exp_claim, .. } = &mut self.kind {
+            *exp_claim = false;
+        }
+        self
     }
 
     /// A response with this status and an empty body.

@@ -1,6 +1,7 @@
 //! The fake `PostAccessToken` server: configuration, state and the token logic.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +26,9 @@ const TOKEN_PATH_SUFFIX: &str = "/cells/connect/token";
 /// request, and plays queued [`Reply`]s first, one per request, to script faults. It stops when
 /// dropped.
 ///
+/// Its `Debug` output shows the base URL and counts of requests and issued tokens, never the
+/// client secret or a token, so a failing test can print it.
+///
 /// ```
 /// # async fn demo() -> std::io::Result<()> {
 /// use cells_auth::testing::{FakeTokenServer, Reply};
@@ -40,7 +44,6 @@ const TOKEN_PATH_SUFFIX: &str = "/cells/connect/token";
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct FakeTokenServer {
     addr: SocketAddr,
     scheme: &'static str,
@@ -51,7 +54,9 @@ pub struct FakeTokenServer {
 }
 
 /// Configures a [`FakeTokenServer`]; from [`FakeTokenServer::builder`].
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output redacts the client secret and the TLS certificate and key.
+#[derive(Clone)]
 pub struct FakeTokenServerBuilder {
     client_id: String,
     client_secret: String,
@@ -59,7 +64,6 @@ pub struct FakeTokenServerBuilder {
     tls: Option<(String, String)>,
 }
 
-#[derive(Debug)]
 pub(crate) struct Shared {
     client_id: String,
     client_secret: String,
@@ -68,11 +72,73 @@ pub(crate) struct Shared {
     requests_seen: watch::Sender<usize>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     replies: VecDeque<Reply>,
     requests: Vec<RecordedRequest>,
     issued: Vec<String>,
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for FakeTokenServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Copied out so the lock is not held while the formatter writes.
+        let (request_count, issued_token_count, queued_reply_count) = self.shared.lock().counts();
+        f.debug_struct("FakeTokenServer")
+            .field("base_url", &self.base_url())
+            .field("client_id", &self.shared.client_id)
+            .field("client_secret", &REDACTED)
+            .field("expires_in", &self.shared.expires_in)
+            .field("request_count", &request_count)
+            .field("issued_token_count", &issued_token_count)
+            .field("queued_reply_count", &queued_reply_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for FakeTokenServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeTokenServerBuilder")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &REDACTED)
+            .field("expires_in", &self.expires_in)
+            .field("tls", &self.tls.as_ref().map(|_| REDACTED))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (request_count, issued_token_count, queued_reply_count) = self.lock().counts();
+        f.debug_struct("Shared")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &REDACTED)
+            .field("expires_in", &self.expires_in)
+            .field("request_count", &request_count)
+            .field("issued_token_count", &issued_token_count)
+            .field("queued_reply_count", &queued_reply_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (request_count, issued_token_count, queued_reply_count) = self.counts();
+        f.debug_struct("State")
+            .field("request_count", &request_count)
+            .field("issued_token_count", &issued_token_count)
+            .field("queued_reply_count", &queued_reply_count)
+            .finish()
+    }
+}
+
+impl State {
+    /// Requests received, tokens issued and replies queued: what `Debug` shows of the state,
+    /// since requests and tokens themselves hold secrets.
+    fn counts(&self) -> (usize, usize, usize) {
+        (self.requests.len(), self.issued.len(), self.replies.len())
+    }
 }
 
 /// What a connection does with one request.
@@ -151,7 +217,8 @@ impl FakeTokenServerBuilder {
         self
     }
 
-    /// The `expires_in` of issued tokens, in seconds (default 3600).
+    /// The `expires_in` of issued tokens, in seconds (default 3600), and the lifetime their JWT
+    /// `exp` claim gives unless a [`Reply`] announces another.
     pub fn expires_in(mut self, seconds: i64) -> Self {
         self.expires_in = seconds;
         self
@@ -237,9 +304,10 @@ impl Shared {
             let action = match &reply.kind {
                 ReplyKind::Close => Action::Close,
                 ReplyKind::Raw(raw) => Action::Send(raw.clone()),
-                ReplyKind::Token { expires_in } => {
-                    Action::Send(self.issue(&request, expires_in.clone(), &mut state))
-                }
+                ReplyKind::Token {
+                    expires_in,
+                    exp_claim,
+                } => Action::Send(self.issue(&request, expires_in.clone(), *exp_claim, &mut state)),
             };
             state.requests.push(request);
             let count = state.requests.len();
@@ -249,11 +317,13 @@ impl Shared {
         (reply.delay, reply.gate, action)
     }
 
-    /// The protocol itself: validate the form, then mint a token.
+    /// The protocol itself: validate the form, then mint a token whose `exp` claim (if any)
+    /// agrees with the `expires_in` the reply announces.
     fn issue(
         &self,
         request: &RecordedRequest,
         expires_in: Option<serde_json::Value>,
+        exp_claim: bool,
         state: &mut State,
     ) -> RawReply {
         if !request.path().ends_with(TOKEN_PATH_SUFFIX) {
@@ -282,9 +352,13 @@ impl Shared {
         }
 
         let serial = state.issued.len() + 1;
-        let token = mint_jwt(&self.client_id, self.expires_in, serial);
-        state.issued.push(token.clone());
         let expires_in = expires_in.unwrap_or_else(|| self.expires_in.into());
+        // An `expires_in` that announces no lifetime (`null`, "soon") leaves `exp` at the
+        // server's default, so such a token still expires; `without_exp_claim` removes it.
+        let exp_lifetime =
+            exp_claim.then(|| announced_seconds(&expires_in).unwrap_or(self.expires_in));
+        let token = mint_jwt(&self.client_id, exp_lifetime, serial);
+        state.issued.push(token.clone());
         json_reply(
             200,
             serde_json::json!({
@@ -326,21 +400,223 @@ fn json_reply(status: u16, body: serde_json::Value) -> RawReply {
     }
 }
 
-/// A JWT-shaped token (header.payload.signature, base64url) with `exp` set, unsigned: clients
-/// decode `exp` but never verify, exactly as with the real identity server's tokens.
-fn mint_jwt(client_id: &str, expires_in: i64, serial: usize) -> String {
+/// The lifetime an `expires_in` value announces, in seconds, read as clients read it: a JSON
+/// number or a string of an integer. `None` for `null` and anything else.
+fn announced_seconds(expires_in: &serde_json::Value) -> Option<i64> {
+    match expires_in {
+        // `as` saturates: a number beyond `i64` (or a fraction) still announces a lifetime.
+        serde_json::Value::Number(number) => number
+            .as_i64()
+            .or_else(|| number.as_f64().map(|seconds| seconds as i64)),
+        serde_json::Value::String(text) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A JWT-shaped token (header.payload.signature, base64url), unsigned: clients decode `exp` but
+/// never verify, exactly as with the real identity server's tokens. `exp` is `iat` plus
+/// `lifetime`, or absent without one.
+///
+/// The `nonce` claim makes every token distinct, across servers and test processes too: `jti`
+/// counts per server and `iat` has whole seconds, so without it two servers with the same
+/// client ID would issue the same first token within a second.
+fn mint_jwt(client_id: &str, lifetime: Option<i64>, serial: usize) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64);
     let header = serde_json::json!({ "alg": "none", "typ": "JWT" });
-    let payload = serde_json::json!({
+    let mut payload = serde_json::json!({
         "iss": "cells-auth FakeTokenServer",
         "client_id": client_id,
         "iat": now,
-        "exp": now.saturating_add(expires_in),
         "jti": serial,
+        "nonce": format!("{:032x}", fastrand::u128(..)),
     });
+    if let Some(lifetime) = lifetime {
+        payload["exp"] = now.saturating_add(lifetime).into();
+    }
     let encode = |value: &serde_json::Value| URL_SAFE_NO_PAD.encode(value.to_string());
     let signature = URL_SAFE_NO_PAD.encode(format!("fake-signature-{serial}"));
     format!("{}.{}.{signature}", encode(&header), encode(&payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cr3t-of-the-test";
+    const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKEYMATERIAL\n-----END PRIVATE KEY-----\n";
+
+    /// A valid token request, answered without the network.
+    fn ask(server: &FakeTokenServer, client_secret: &str) -> RawReply {
+        let body = format!(
+            "grant_type=client_credentials&client_id={}&client_secret={client_secret}",
+            server.shared.client_id
+        );
+        let request = RecordedRequest {
+            method: "POST".into(),
+            target: "/v4.0/cells/connect/token".into(),
+            headers: vec![(
+                "Content-Type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: body.into_bytes(),
+        };
+        match server.shared.answer(request).2 {
+            Action::Send(raw) => raw,
+            Action::Close => panic!("the connection was closed"),
+        }
+    }
+
+    /// The reply's JSON and its token's decoded JWT claims.
+    fn ask_token(server: &FakeTokenServer) -> (serde_json::Value, serde_json::Value) {
+        let raw = ask(server, SECRET);
+        assert_eq!(raw.status, 200);
+        let reply: serde_json::Value = serde_json::from_slice(&raw.body).unwrap();
+        let token = reply["access_token"].as_str().unwrap();
+        let payload = URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap();
+        (reply.clone(), serde_json::from_slice(&payload).unwrap())
+    }
+
+    async fn server(expires_in: i64) -> FakeTokenServer {
+        FakeTokenServer::builder()
+            .credentials("the-id", SECRET)
+            .expires_in(expires_in)
+            .start()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn debug_shows_counts_but_no_secret_token_or_key() {
+        let builder = FakeTokenServer::builder()
+            .credentials("the-id", SECRET)
+            .tls(
+                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+                KEY_PEM,
+            );
+        let server = server(3600).await;
+        ask_token(&server);
+        ask_token(&server);
+        assert_eq!(ask(&server, "wrong").status, 400);
+        server.push_reply(Reply::status(503));
+
+        let tokens = server.issued_tokens();
+        assert_eq!(tokens.len(), 2);
+        let state = [
+            format!("{:?}", *server.shared.lock()),
+            format!("{:#?}", *server.shared.lock()),
+        ];
+        let outputs = [
+            format!("{builder:?}"),
+            format!("{builder:#?}"),
+            format!("{server:?}"),
+            format!("{server:#?}"),
+            format!("{:?}", server.shared),
+            format!("{:#?}", server.shared),
+        ];
+        for debug in outputs.iter().chain(&state) {
+            assert!(!debug.contains(SECRET), "{debug}");
+            assert!(!debug.contains("KEYMATERIAL"), "{debug}");
+            for token in &tokens {
+                // No whole token, nor its payload or signature part.
+                for part in std::iter::once(token.as_str()).chain(token.split('.').skip(1)) {
+                    assert!(!debug.contains(part), "{debug}");
+                }
+            }
+        }
+        for debug in &outputs[2..] {
+            assert!(debug.contains("request_count: 3"), "{debug}");
+            assert!(debug.contains("issued_token_count: 2"), "{debug}");
+            assert!(debug.contains("queued_reply_count: 1"), "{debug}");
+            assert!(debug.contains("the-id"), "{debug}");
+        }
+        for debug in &outputs[2..4] {
+            assert!(debug.contains(&server.base_url()), "{debug}");
+        }
+        for debug in &state {
+            assert!(debug.contains("issued_token_count: 2"), "{debug}");
+        }
+    }
+
+    #[test]
+    fn identical_requests_get_distinct_tokens() {
+        // Same client, serial and second: only the nonce tells them apart.
+        let first = mint_jwt("the-id", Some(3600), 1);
+        let second = mint_jwt("the-id", Some(3600), 1);
+        assert_ne!(first, second);
+    }
+
+    #[tokio::test]
+    async fn exp_follows_the_announced_lifetime() {
+        let server = server(600).await;
+        let cases = [
+            (Reply::token(), serde_json::json!(600), Some(600)),
+            (
+                Reply::token_with_expires_in(120.into()),
+                serde_json::json!(120),
+                Some(120),
+            ),
+            (
+                Reply::token_with_expires_in("86399".into()),
+                serde_json::json!("86399"),
+                Some(86399),
+            ),
+            (
+                Reply::token_with_expires_in((-5).into()),
+                serde_json::json!(-5),
+                Some(-5),
+            ),
+            (
+                Reply::token_with_expires_in(i64::MAX.into()),
+                serde_json::json!(i64::MAX),
+                None, // `exp` saturates; checked below.
+            ),
+            // No lifetime announced: `exp` keeps the server's default.
+            (
+                Reply::token_with_expires_in(serde_json::Value::Null),
+                serde_json::Value::Null,
+                Some(600),
+            ),
+            (
+                Reply::token_with_expires_in("soon".into()),
+                serde_json::json!("soon"),
+                Some(600),
+            ),
+        ];
+        for (reply, expires_in, lifetime) in cases {
+            server.push_reply(reply);
+            let (reply, claims) = ask_token(&server);
+            assert_eq!(reply["expires_in"], expires_in);
+            let iat = claims["iat"].as_i64().unwrap();
+            let exp = claims["exp"].as_i64().unwrap();
+            match lifetime {
+                Some(lifetime) => assert_eq!(exp - iat, lifetime, "{expires_in}"),
+                None => assert_eq!(exp, i64::MAX),
+            }
+            assert!(claims["nonce"].is_string(), "{claims}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_exp_claim_leaves_no_lifetime_anywhere() {
+        let server = server(600).await;
+        server
+            .push_reply(Reply::token_with_expires_in(serde_json::Value::Null).without_exp_claim());
+        let (reply, claims) = ask_token(&server);
+        assert_eq!(reply["expires_in"], serde_json::Value::Null);
+        assert!(claims.get("exp").is_none(), "{claims}");
+
+        // Only the JWT loses its lifetime; `expires_in` is still the server's.
+        server.push_reply(Reply::token().without_exp_claim());
+        let (reply, claims) = ask_token(&server);
+        assert_eq!(reply["expires_in"], 600);
+        assert!(claims.get("exp").is_none(), "{claims}");
+
+        // Replies that issue no token ignore it.
+        server.push_reply(Reply::status(503).without_exp_claim());
+        assert_eq!(ask(&server, SECRET).status, 503);
+    }
 }
