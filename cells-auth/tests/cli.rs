@@ -13,8 +13,13 @@ use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use assert_cmd::Command;
-use cells_auth::testing::{FakeTokenServer, Reply};
+use cells_auth::testing::{FakeTokenServer, Gate, Reply};
 use tempfile::TempDir;
+
+/// The debug log line of a cache hit (`-v`), after the target.
+const CACHE_HIT_LOG: &str = "disk_cache: using the cached token path=";
+/// The debug log line of a process that starts waiting for another one's fetch (`-v`).
+const LOCK_WAIT_LOG: &str = "another cells-auth process is fetching a token; waiting for it";
 
 /// Every variable the tool reads credentials or the endpoint from.
 fn credential_vars() -> impl Iterator<Item = &'static str> {
@@ -106,6 +111,88 @@ async fn run_assert(mut command: Command) -> Output {
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()
+}
+
+/// A `cells-auth` process running in the background, its standard error read line by line as
+/// it comes so that a test can wait for a log line instead of sleeping.
+struct Background {
+    child: std::process::Child,
+    stderr_lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    stderr_seen: Vec<String>,
+}
+
+impl Background {
+    fn spawn(mut command: std::process::Command) -> Self {
+        let mut child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, stderr_lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stderr_lines,
+            stderr_seen: Vec::new(),
+        }
+    }
+
+    /// Waits until a line of standard error contains `text`.
+    async fn wait_for_stderr(&mut self, text: &str) {
+        loop {
+            let line = self.stderr_lines.recv().await.unwrap_or_else(|| {
+                panic!(
+                    "exited without logging {text:?}: {}",
+                    self.stderr_seen.join("\n")
+                )
+            });
+            let found = line.contains(text);
+            self.stderr_seen.push(line);
+            if found {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the process to exit and returns all it wrote.
+    async fn finish(mut self) -> Output {
+        let mut child = self.child;
+        let (status, stdout) = tokio::task::spawn_blocking(move || {
+            use std::io::Read as _;
+            let mut stdout = Vec::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_end(&mut stdout)
+                .unwrap();
+            (child.wait().unwrap(), stdout)
+        })
+        .await
+        .unwrap();
+        while let Some(line) = self.stderr_lines.recv().await {
+            self.stderr_seen.push(line);
+        }
+        let mut stderr = self.stderr_seen.join("\n");
+        if !stderr.is_empty() {
+            stderr.push('\n');
+        }
+        Output {
+            status,
+            stdout,
+            stderr: stderr.into_bytes(),
+        }
+    }
 }
 
 fn stdout(output: &Output) -> String {
@@ -315,6 +402,74 @@ async fn twenty_processes_on_a_cold_cache_make_one_request() {
     for output in &outputs {
         assert_eq!(success(output), expected);
     }
+}
+
+/// While one process's request hangs and then fails, processes waiting on the cache lock for
+/// the same credentials report the same kind of failure, with the same exit status, without
+/// sending requests of their own.
+#[tokio::test]
+async fn waiters_report_the_lock_holder_s_failure_without_asking_again() {
+    for (reply, code) in [
+        (Reply::status(503).header("Retry-After", "60"), 4),
+        (Reply::oauth_error(400, "invalid_client"), 3),
+    ] {
+        let server = FakeTokenServer::start().await.unwrap();
+        let gate = Gate::new();
+        server.push_reply(reply.after(&gate));
+        let sandbox = Sandbox::new();
+
+        let holder = Background::spawn(sandbox.token(&server, &[]));
+        // Its request has arrived, so it holds the lock.
+        server.wait_for_requests(1).await;
+        let mut waiters = Vec::new();
+        for _ in 0..4 {
+            let mut waiter = Background::spawn(sandbox.token(&server, &["-v"]));
+            waiter.wait_for_stderr(LOCK_WAIT_LOG).await;
+            waiters.push(waiter);
+        }
+        gate.open();
+
+        let secrets = [FakeTokenServer::CLIENT_SECRET];
+        let error = failure(&holder.finish().await, code, &secrets, &[&server]);
+        assert_one_error_line(&error);
+        for waiter in waiters {
+            let logs = failure(&waiter.finish().await, code, &secrets, &[&server]);
+            let last = logs.lines().last().unwrap();
+            assert!(last.starts_with("cells-auth: error: "), "{logs}");
+        }
+        assert_eq!(server.request_count(), 1, "exit code {code}");
+        // The marker in the cache holds no secret either.
+        for file in sandbox.cache_files() {
+            let content = String::from_utf8_lossy(&fs::read(&file).unwrap()).into_owned();
+            assert_no_secrets(&content, &secrets, &[&server]);
+        }
+    }
+}
+
+/// A process whose deadline passes while another one holds the cache lock fails with exit
+/// status 4 and sends no request of its own (it used to fetch without the lock).
+#[tokio::test]
+async fn a_waiter_gives_up_at_its_deadline_without_a_request() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let gate = Gate::new();
+    server.push_reply(Reply::token().after(&gate));
+    let sandbox = Sandbox::new();
+
+    let holder = Background::spawn(sandbox.token(&server, &[]));
+    server.wait_for_requests(1).await;
+
+    let output = run(sandbox.token(&server, &["--timeout", "0.5"])).await;
+    let error = failure(&output, 4, &[FakeTokenServer::CLIENT_SECRET], &[&server]);
+    assert_one_error_line(&error);
+    assert!(error.contains("another cells-auth process"), "{error}");
+    assert_eq!(server.request_count(), 1);
+
+    // The holder still gets its token, and caches it for the next run.
+    gate.open();
+    let token = success(&holder.finish().await);
+    assert_eq!(token, format!("{}\n", server.issued_tokens()[0]));
+    assert_eq!(success(&run(sandbox.token(&server, &[])).await), token);
+    assert_eq!(server.request_count(), 1);
 }
 
 #[tokio::test]
@@ -586,11 +741,17 @@ async fn verbose_logs_never_show_the_secret_or_the_token() {
     assert!(!logs.is_empty(), "-vv logs something");
     assert_no_secrets(&logs, &[FakeTokenServer::CLIENT_SECRET], &[&server]);
 
-    // A cache hit, logged at debug.
+    // A cache hit, logged at debug, and no request.
+    assert_eq!(server.request_count(), 1);
     let output = run(sandbox.token(&server, &["-v"])).await;
     success(&output);
     let logs = stderr(&output);
-    assert!(logs.contains("cached token"), "{logs}");
+    assert!(
+        logs.lines().any(|line| line.contains(CACHE_HIT_LOG)),
+        "{logs}"
+    );
+    assert!(!logs.contains("no cached token"), "{logs}");
+    assert_eq!(server.request_count(), 1);
     assert_no_secrets(&logs, &[FakeTokenServer::CLIENT_SECRET], &[&server]);
 
     // A failure with logs: more than one line, still nothing secret.
@@ -655,6 +816,7 @@ async fn help_documents_the_exit_codes() {
         let help = success(&run(command).await);
         for line in [
             "  0  success",
+            "  1  a local failure",
             "  2  usage or configuration error",
             "  3  ",
             "  4  ",

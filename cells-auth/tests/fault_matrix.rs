@@ -25,8 +25,8 @@ enum Expect {
     Credentials,
     /// A service-unavailable error with this status, after this many requests.
     Unavailable { status: u16, requests: usize },
-    /// A network error (nothing usable came back), retried.
-    Network,
+    /// A network error (nothing usable came back), after this many requests.
+    Network { requests: usize },
     /// An invalid-response error with this status, after one request.
     Invalid { status: u16 },
 }
@@ -114,7 +114,7 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "connection closed on every attempt",
         replies: || repeat(Reply::close_connection(), 10),
-        expect: Expect::Network,
+        expect: Expect::Network { requests: 5 },
     },
     Scenario {
         name: "connection reset mid-body, once",
@@ -270,9 +270,14 @@ fn check(scenario: &Scenario, outcome: &Result<cells_auth::AccessToken, Error>, 
             );
             assert_eq!(requests, expected, "{name}");
         }
-        (Expect::Network, Err(error)) => {
+        (
+            Expect::Network {
+                requests: expected,
+            },
+            Err(error),
+        ) => {
             assert!(matches!(error, Error::Network { .. }), "{name}: {error:?}");
-            assert!(requests > 1, "{name}: retried");
+            assert_eq!(requests, expected, "{name}: retried up to the attempt budget");
         }
         (Expect::Invalid { status }, Err(error)) => {
             assert!(

@@ -79,8 +79,9 @@ pub(crate) struct TokenArgs {
     #[command(flatten)]
     pub(crate) credentials: CredentialArgs,
 
-    /// How long a token request may take, retries included, in seconds (fractions allowed).
-    /// The default is the library's, 30 s.
+    /// How long getting a token may take, in seconds (fractions allowed): waiting for another
+    /// cells-auth process that is getting one, and the request with its retries. The default
+    /// is the library's, 30 s.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub(crate) timeout: Option<Duration>,
 

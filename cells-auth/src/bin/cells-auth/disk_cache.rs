@@ -4,7 +4,9 @@
 //! One directory, created with mode 0700, holding per set of credentials:
 //! - `<name>.json`, mode 0600: the token, when it was obtained and when it expires, a format
 //!   version and a check value (see below);
-//! - `<name>.lock`, mode 0600 and empty: locked while one process fetches for that name.
+//! - `<name>.lock`, mode 0600 and empty: locked while one process fetches for that name;
+//! - `<name>.failed`, mode 0600, for a few seconds after a fetch failed: what kind of failure
+//!   it was and when, never an error message, token or secret.
 //!
 //! `<name>` is a hex SHA-256 over the base URL, client ID and secret, so different endpoints,
 //! clients or secrets never share an entry, and the name reveals none of them.
@@ -12,11 +14,16 @@
 //! # Protocol
 //! 1. Read the entry without any lock: entries are replaced by an atomic rename, so a reader
 //!    sees a whole old file or a whole new one. A fresh token ends the run.
-//! 2. Otherwise take the exclusive lock, read again (another process may just have fetched),
-//!    fetch only if still needed, write, unlock.
+//! 2. Otherwise take the exclusive lock, waiting no longer than the run's deadline allows.
+//! 3. Read again (another process may just have fetched). If there is no token but a recent
+//!    failure marker, report that failure; otherwise fetch with the time that is left, write
+//!    the token (or, if the fetch failed with a transient or credentials error, a failure
+//!    marker), unlock.
 //!
 //! Processes started together on a cold cache thus make one request: the first to lock
-//! fetches, the others wait on the lock and then find its token.
+//! fetches, the others wait on the lock and then find its token, or its failure. Waiting and
+//! fetching share one deadline, so no process outlives its `--timeout` and none fetches
+//! without the lock because it got tired of waiting.
 //!
 //! # Trust
 //! Anything that is not a well-formed entry of this format for this name is ignored and later
@@ -30,7 +37,7 @@ use std::io::{self, Read as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -43,20 +50,30 @@ const FORMAT_VERSION: u32 = 1;
 const NAME_LABEL: &[u8] = b"cells-auth disk cache v1: file name";
 const CHECK_LABEL: &[u8] = b"cells-auth disk cache v1: entry check";
 
-/// A cached token is handed out only while it has at least this long left, or a tenth of its
-/// lifetime if that is less ([`REUSE_MARGIN_DIVISOR`]). The printed token is used after this
-/// process exits, by requests that take time and scripts that hold on to it a little; a minute
-/// covers that for hour- or day-long tokens. For a short-lived token a minute could be most
-/// of its life and the cache would never be used, hence the tenth.
-const MAX_REUSE_MARGIN_SECS: u64 = 60;
-/// See [`MAX_REUSE_MARGIN_SECS`].
-const REUSE_MARGIN_DIVISOR: u64 = 10;
+/// A cached token is handed out only while more than this long is left, or more than half its
+/// lifetime ([`REUSE_MARGIN_LIFETIME_DIVISOR`]) if that is less. This is the point at which
+/// the library refreshes its own tokens (`REFRESH_BEFORE_EXPIRY` in `cache.rs`): a printed
+/// token is used after this process exits, often by a script that runs for minutes, so it
+/// should have at least as long left as a library user's token ever has. Five minutes for
+/// hour- or day-long tokens; for a short-lived token five minutes could be all of its life and
+/// the cache would never be used, hence half the lifetime.
+const REUSE_MARGIN_MAX_SECS: u64 = 300;
+/// See [`REUSE_MARGIN_MAX_SECS`].
+const REUSE_MARGIN_LIFETIME_DIVISOR: u64 = 2;
+
+/// How long a failure marker is believed, in seconds. Long enough for every process that was
+/// waiting on the lock while the failed fetch ran to take the lock in turn and read the marker
+/// (milliseconds each), so they report the failure instead of repeating the request; short
+/// enough that a run a few seconds later, after the outage passed or the client ID became
+/// active, asks again. Whole seconds, so a marker lives between four and five seconds.
+const FAILURE_MEMORY_SECS: u64 = 5;
 
 /// An entry is a few hundred bytes; anything much larger is not ours, and is not read whole.
 const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 
 const ENTRY_SUFFIX: &str = ".json";
 const LOCK_SUFFIX: &str = ".lock";
+const FAILURE_SUFFIX: &str = ".failed";
 /// Temporary files of interrupted writes carry this prefix and suffix, so `cache clear` can
 /// recognise them as ours.
 const TEMP_PREFIX: &str = ".cells-auth-";
@@ -136,13 +153,49 @@ impl fmt::Debug for CachedToken {
 
 impl CachedToken {
     /// `true` while the token has comfortably long left at `now_unix` to be handed out (see
-    /// [`MAX_REUSE_MARGIN_SECS`]).
+    /// [`REUSE_MARGIN_MAX_SECS`]).
     pub(crate) fn is_fresh(&self, now_unix: u64) -> bool {
         let lifetime = self.expires_at_unix.saturating_sub(self.obtained_at_unix);
         // At least one second, so a token is never served in its last moment.
-        let margin = (lifetime / REUSE_MARGIN_DIVISOR).clamp(1, MAX_REUSE_MARGIN_SECS);
-        self.expires_at_unix.saturating_sub(now_unix) >= margin
+        let margin = (lifetime / REUSE_MARGIN_LIFETIME_DIVISOR).clamp(1, REUSE_MARGIN_MAX_SECS);
+        self.expires_at_unix.saturating_sub(now_unix) > margin
     }
+}
+
+/// Whether a token may be cached: visible ASCII only, not empty. The token is printed into
+/// scripts and headers, where a newline or control character would inject text, so an entry
+/// with anything else is never served; a token that fails this is therefore never written
+/// either, or every run would write it and then refuse it.
+fn is_cacheable(access_token: &str) -> bool {
+    !access_token.is_empty() && access_token.bytes().all(|byte| byte.is_ascii_graphic())
+}
+
+/// What kind of failure a marker records: enough for waiting processes to fail the same way
+/// (the same exit status), nothing that could hold a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FailureKind {
+    /// The token service rejected the credentials.
+    Credentials,
+    /// The service was unavailable, unreachable or too slow.
+    Unavailable,
+}
+
+/// Why [`DiskCache::get_or_fetch`] has no token.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NoToken<E> {
+    /// The fetch failed.
+    Fetch(E),
+    /// Another process's fetch failed this way moments ago; nothing was sent.
+    RecentFailure(FailureKind),
+    /// The deadline passed while another process held the lock, or before there was time to
+    /// fetch; nothing was sent.
+    OutOfTime,
+}
+
+/// The time left until `deadline`; `None` once it has passed.
+pub(crate) fn time_left(deadline: Instant) -> Option<Duration> {
+    Some(deadline.saturating_duration_since(Instant::now())).filter(|left| !left.is_zero())
 }
 
 /// The entry file's content.
@@ -154,6 +207,16 @@ struct Entry {
     access_token: String,
     obtained_at_unix: u64,
     expires_at_unix: u64,
+}
+
+/// The failure marker's content.
+#[derive(Serialize, Deserialize)]
+struct FailureMarker {
+    version: u32,
+    /// The key's check value, as in [`Entry`]: a marker planted without the secret is ignored.
+    key: String,
+    kind: FailureKind,
+    failed_at_unix: u64,
 }
 
 /// Why an existing entry is not used. Deliberately never the file's content, which may hold a
@@ -221,50 +284,90 @@ impl DiskCache {
     /// The token cached for `key` if it is fresh at the time of the call, else `fetch`'s, which
     /// is then cached. Processes that call this together for one key run `fetch` once.
     ///
+    /// Everything ends by `deadline`: the wait for another process's fetch (so a process that
+    /// hangs while holding the lock cannot block the others beyond their deadlines) and the
+    /// fetch, which is given the time left. When the fetch fails and `failure_kind` says the
+    /// error is worth sharing, a failure marker lets the processes waiting meanwhile report it
+    /// without asking the service again.
+    ///
     /// Problems with the cache itself (an unwritable directory, say) are reported as warnings
     /// and the token is fetched without it: the cache saves requests, it is not needed for a
-    /// token. `lock_wait` bounds the wait for another process's fetch, so a process that hangs
-    /// while holding the lock cannot block every other one for ever.
+    /// token.
     pub(crate) fn get_or_fetch<E>(
         &self,
         key: &CacheKey,
-        lock_wait: Duration,
-        fetch: impl FnOnce() -> Result<CachedToken, E>,
-    ) -> Result<CachedToken, E> {
+        deadline: Instant,
+        fetch: impl FnOnce(Duration) -> Result<CachedToken, E>,
+        failure_kind: impl FnOnce(&E) -> Option<FailureKind>,
+    ) -> Result<CachedToken, NoToken<E>> {
         if let Some(token) = self.read(key, unix_now()) {
             return Ok(token);
         }
-        let lock = match self.prepare_dir().and_then(|()| self.lock(key, lock_wait)) {
-            Ok(Some(lock)) => Some(lock),
+        let wait = time_left(deadline).unwrap_or_default();
+        let _lock = match self.prepare_dir().and_then(|()| self.lock(key, wait)) {
+            Ok(Some(lock)) => lock,
             Ok(None) => {
-                crate::warn(&format!(
-                    "another cells-auth process has been fetching a token for over {}s; \
-                     fetching one without waiting for it",
-                    lock_wait.as_secs()
-                ));
-                None
+                tracing::debug!("the deadline passed while another process held the lock");
+                return Err(NoToken::OutOfTime);
             }
             Err(error) => {
                 crate::warn(&format!(
                     "not using the token cache in {}: {error}",
                     self.dir.display()
                 ));
-                return fetch();
+                let left = time_left(deadline).ok_or(NoToken::OutOfTime)?;
+                return fetch(left).map_err(NoToken::Fetch);
             }
         };
-        // Whoever held the lock before us has probably just written a token.
-        if let Some(token) = self.read(key, unix_now()) {
+        // Whoever held the lock before us has probably just written a token, or failed.
+        let now = unix_now();
+        if let Some(token) = self.read(key, now) {
             return Ok(token);
         }
-        let token = fetch()?;
-        if let Err(error) = self.write(key, &token) {
+        if let Some(kind) = self.recent_failure(key, now) {
+            return Err(NoToken::RecentFailure(kind));
+        }
+        let left = time_left(deadline).ok_or(NoToken::OutOfTime)?;
+        match fetch(left) {
+            Ok(token) => {
+                self.save(key, &token);
+                Ok(token)
+            }
+            Err(error) => {
+                // A debug line, not a warning: the error line that follows says what matters.
+                if let Some(kind) = failure_kind(&error)
+                    && let Err(io_error) = self.record_failure(key, kind, unix_now())
+                {
+                    tracing::debug!(error = %io_error, "cannot record the failure");
+                }
+                Err(NoToken::Fetch(error))
+            }
+        }
+    }
+
+    /// Writes a fetched token, unless it is not [cacheable](is_cacheable), and removes any
+    /// expired failure marker. Problems are warnings: the token is good either way.
+    fn save(&self, key: &CacheKey, token: &CachedToken) {
+        if !is_cacheable(&token.access_token) {
+            crate::warn(
+                "the token service issued a token with characters other than visible ASCII; \
+                 not caching it",
+            );
+            return;
+        }
+        if let Err(error) = self.write(key, token) {
             crate::warn(&format!(
                 "could not save the token in the cache in {}: {error}",
                 self.dir.display()
             ));
+            return;
         }
-        drop(lock);
-        Ok(token)
+        match fs::remove_file(self.failure_path(key)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            // Harmless: an expired marker is ignored, and `cache clear` removes it.
+            Err(error) => tracing::debug!(%error, "cannot remove the old failure marker"),
+        }
     }
 
     /// The fresh token cached for `key`, if there is one. A missing, unreadable or unusable
@@ -297,13 +400,7 @@ impl DiskCache {
         key: &CacheKey,
         now_unix: u64,
     ) -> Result<CachedToken, ReadError> {
-        let mut bytes = Vec::new();
-        File::open(path)?
-            .take(MAX_ENTRY_BYTES + 1)
-            .read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > MAX_ENTRY_BYTES {
-            return Err(Unusable::TooLarge.into());
-        }
+        let bytes = read_small(path)?;
         // serde_json's messages can quote the offending value, which might be a token; only
         // the position is kept.
         let entry: Entry = serde_json::from_slice(&bytes).map_err(|error| Unusable::Malformed {
@@ -316,14 +413,7 @@ impl DiskCache {
         if entry.key != key.check {
             return Err(Unusable::OtherCredentials.into());
         }
-        // The token is printed into scripts and headers: a newline or control character in it
-        // would inject text there.
-        let printable = !entry.access_token.is_empty()
-            && entry
-                .access_token
-                .bytes()
-                .all(|byte| byte.is_ascii_graphic());
-        if !printable {
+        if !is_cacheable(&entry.access_token) {
             return Err(Unusable::BadToken.into());
         }
         let token = CachedToken {
@@ -337,8 +427,44 @@ impl DiskCache {
         Ok(token)
     }
 
-    /// Replaces the entry for `key` atomically: a temporary file in the same directory, renamed
-    /// over the entry, so no reader ever sees half a file.
+    /// The kind of failure a marker for `key` records, if there is a usable one younger than
+    /// [`FAILURE_MEMORY_SECS`] at `now_unix`. Anything else (no file, a corrupt or foreign
+    /// one, an old one, one from the future) is no failure.
+    fn recent_failure(&self, key: &CacheKey, now_unix: u64) -> Option<FailureKind> {
+        let path = self.failure_path(key);
+        let marker: FailureMarker = match read_small(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).ok()?,
+            Err(_) => return None,
+        };
+        let recent = now_unix
+            .checked_sub(marker.failed_at_unix)
+            .is_some_and(|age| age < FAILURE_MEMORY_SECS);
+        if marker.version != FORMAT_VERSION || marker.key != key.check || !recent {
+            tracing::debug!(path = %path.display(), "ignoring an unusable or old failure marker");
+            return None;
+        }
+        tracing::debug!(
+            path = %path.display(),
+            kind = ?marker.kind,
+            "another process failed to get a token moments ago; not asking again"
+        );
+        Some(marker.kind)
+    }
+
+    /// Records that a fetch for `key` failed with `kind` at `now_unix`.
+    fn record_failure(&self, key: &CacheKey, kind: FailureKind, now_unix: u64) -> io::Result<()> {
+        let marker = FailureMarker {
+            version: FORMAT_VERSION,
+            key: key.check.clone(),
+            kind,
+            failed_at_unix: now_unix,
+        };
+        self.write_atomically(&self.failure_path(key), &serde_json::to_vec(&marker)?)?;
+        tracing::debug!(kind = ?kind, "recorded the failure for processes waiting on the lock");
+        Ok(())
+    }
+
+    /// Replaces the entry for `key`.
     fn write(&self, key: &CacheKey, token: &CachedToken) -> io::Result<()> {
         let entry = Entry {
             version: FORMAT_VERSION,
@@ -347,18 +473,24 @@ impl DiskCache {
             obtained_at_unix: token.obtained_at_unix,
             expires_at_unix: token.expires_at_unix,
         };
-        let json = serde_json::to_vec(&entry)?;
+        let path = self.entry_path(key);
+        self.write_atomically(&path, &serde_json::to_vec(&entry)?)?;
+        tracing::debug!(path = %path.display(), "cached the token");
+        Ok(())
+    }
+
+    /// Replaces `path` atomically: a temporary file in the same directory, renamed over it, so
+    /// no reader ever sees half a file.
+    fn write_atomically(&self, path: &Path, content: &[u8]) -> io::Result<()> {
         let mut temp = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .suffix(TEMP_SUFFIX)
             .permissions(Permissions::from_mode(FILE_MODE))
             .tempfile_in(&self.dir)?;
-        temp.write_all(&json)?;
-        // No fsync: after a crash a cache may lose an entry or hold a torn one, which is read
-        // as unusable and replaced. Syncing would cost every cold run milliseconds for nothing.
-        temp.persist(self.entry_path(key))
-            .map_err(|error| error.error)?;
-        tracing::debug!(path = %self.entry_path(key).display(), "cached the token");
+        temp.write_all(content)?;
+        // No fsync: after a crash a cache may lose a file or hold a torn one, which is read as
+        // unusable and replaced. Syncing would cost every cold run milliseconds for nothing.
+        temp.persist(path).map_err(|error| error.error)?;
         Ok(())
     }
 
@@ -393,6 +525,7 @@ impl DiskCache {
             .open(self.dir.join(format!("{}{LOCK_SUFFIX}", key.name)))?;
         match file.try_lock() {
             Ok(()) => return Ok(Some(EntryLock(file))),
+            Err(TryLockError::WouldBlock) if wait.is_zero() => return Ok(None),
             Err(TryLockError::WouldBlock) => {}
             Err(TryLockError::Error(error)) => return Err(error),
         }
@@ -416,8 +549,9 @@ impl DiskCache {
         }
     }
 
-    /// Removes every file of the cache (entries, lock files, leftovers of interrupted writes)
-    /// and returns how many tokens were removed. Other files in the directory are left alone.
+    /// Removes every file of the cache (entries, lock files, failure markers, leftovers of
+    /// interrupted writes) and returns how many tokens were removed. Other files in the
+    /// directory are left alone.
     ///
     /// Clearing while another process fetches can cost one extra token request (a process
     /// arriving meanwhile creates a fresh lock file), never a wrong token.
@@ -447,6 +581,22 @@ impl DiskCache {
     fn entry_path(&self, key: &CacheKey) -> PathBuf {
         self.dir.join(format!("{}{ENTRY_SUFFIX}", key.name))
     }
+
+    fn failure_path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(format!("{}{FAILURE_SUFFIX}", key.name))
+    }
+}
+
+/// The content of a cache file, refusing to read one larger than [`MAX_ENTRY_BYTES`].
+fn read_small(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(MAX_ENTRY_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_ENTRY_BYTES {
+        return Err(Unusable::TooLarge.into());
+    }
+    Ok(bytes)
 }
 
 /// Why [`DiskCache::read_entry`] found no token.
@@ -483,6 +633,7 @@ impl Drop for EntryLock {
 enum Owned {
     Entry,
     Lock,
+    Failure,
     Temp,
 }
 
@@ -498,6 +649,8 @@ fn owned_file(name: &str) -> Option<Owned> {
         Some(Owned::Entry)
     } else if name.strip_suffix(LOCK_SUFFIX).is_some_and(is_key) {
         Some(Owned::Lock)
+    } else if name.strip_suffix(FAILURE_SUFFIX).is_some_and(is_key) {
+        Some(Owned::Failure)
     } else if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
         Some(Owned::Temp)
     } else {
@@ -536,6 +689,24 @@ mod tests {
         CacheKey::new("https://api.test/v4.0", "id", "secret")
     }
 
+    /// A deadline no test reaches.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(600)
+    }
+
+    /// [`DiskCache::get_or_fetch`] with a far deadline and no failure shared.
+    fn get_or_fetch<E>(
+        cache: &DiskCache,
+        key: &CacheKey,
+        fetch: impl FnOnce() -> Result<CachedToken, E>,
+    ) -> Result<CachedToken, NoToken<E>> {
+        cache.get_or_fetch(key, far(), |_| fetch(), |_| None)
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
     #[test]
     fn keys_separate_every_credential_and_reveal_none() {
         let base = key();
@@ -560,19 +731,24 @@ mod tests {
     }
 
     #[test]
-    fn reuse_needs_a_minute_or_a_tenth_of_the_lifetime() {
-        // An hour-long token: reused until 60 s before expiry.
+    fn reuse_needs_five_minutes_or_half_the_lifetime() {
+        // An hour-long token: reused while more than 300 s are left.
         let hour = token("t", 1000, 4600);
-        assert!(hour.is_fresh(4540));
-        assert!(!hour.is_fresh(4541));
-        // A 100 s token: reused until 10 s before expiry.
-        let short = token("t", 1000, 1100);
-        assert!(short.is_fresh(1090));
-        assert!(!short.is_fresh(1091));
+        assert!(hour.is_fresh(1000));
+        assert!(hour.is_fresh(4299));
+        assert!(!hour.is_fresh(4300));
+        // A day-long token likewise.
+        let day = token("t", 1000, 87_400);
+        assert!(day.is_fresh(87_099));
+        assert!(!day.is_fresh(87_100));
+        // A one-minute token: reused during the first half of its life.
+        let minute = token("t", 1000, 1060);
+        assert!(minute.is_fresh(1029));
+        assert!(!minute.is_fresh(1030));
         // Never in its last second, nor after expiry.
-        let tiny = token("t", 1000, 1005);
-        assert!(tiny.is_fresh(1004));
-        assert!(!tiny.is_fresh(1005));
+        let tiny = token("t", 1000, 1002);
+        assert!(tiny.is_fresh(1000));
+        assert!(!tiny.is_fresh(1001));
         assert!(!tiny.is_fresh(2000));
     }
 
@@ -582,15 +758,10 @@ mod tests {
         let cache = DiskCache::at(dir.path().join("nested").join("cache"));
         let now = unix_now();
         let fresh = token("tok-1", now, now + 3600);
-        let got = cache
-            .get_or_fetch(&key(), Duration::from_secs(5), || {
-                Ok::<_, ()>(fresh.clone())
-            })
-            .unwrap();
+        let got = get_or_fetch(&cache, &key(), || Ok::<_, ()>(fresh.clone())).unwrap();
         assert_eq!(got, fresh);
         assert_eq!(cache.read(&key(), now), Some(fresh));
 
-        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(cache.dir()), DIR_MODE);
         assert_eq!(mode(&cache.entry_path(&key())), FILE_MODE);
         assert_eq!(
@@ -629,11 +800,7 @@ mod tests {
             fs::write(&path, content).unwrap();
             assert_eq!(cache.read(&key(), now), None, "case {index}");
             let fetched = token(&format!("new-{index}"), now, now + 3600);
-            let got = cache
-                .get_or_fetch(&key(), Duration::from_secs(5), || {
-                    Ok::<_, ()>(fetched.clone())
-                })
-                .unwrap();
+            let got = get_or_fetch(&cache, &key(), || Ok::<_, ()>(fetched.clone())).unwrap();
             assert_eq!(got, fetched, "case {index}");
             assert_eq!(cache.read(&key(), now), Some(fetched), "case {index}");
         }
@@ -643,12 +810,171 @@ mod tests {
     }
 
     #[test]
+    fn a_token_the_cache_would_refuse_is_handed_out_but_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::at(dir.path().to_path_buf());
+        let now = unix_now();
+        for odd in ["t\u{f6}k", "tok en", "tok\u{7f}"] {
+            let fetched = token(odd, now, now + 3600);
+            let got = get_or_fetch(&cache, &key(), || Ok::<_, ()>(fetched.clone())).unwrap();
+            assert_eq!(got, fetched);
+            assert!(!cache.entry_path(&key()).exists(), "{odd:?} was written");
+        }
+    }
+
+    #[test]
     fn a_fetch_error_is_returned_and_nothing_is_cached() {
         let dir = tempfile::tempdir().unwrap();
         let cache = DiskCache::at(dir.path().to_path_buf());
-        let outcome = cache.get_or_fetch(&key(), Duration::from_secs(5), || Err("refused"));
-        assert_eq!(outcome, Err("refused"));
+        let outcome = get_or_fetch(&cache, &key(), || Err("refused"));
+        assert_eq!(outcome, Err(NoToken::Fetch("refused")));
         assert_eq!(cache.read(&key(), unix_now()), None);
+        // Nor a failure marker, for an error that is not to be shared.
+        assert!(!cache.failure_path(&key()).exists());
+        let now = unix_now();
+        let fetched = get_or_fetch(&cache, &key(), || Ok::<_, ()>(token("tok", now, now + 60)));
+        assert!(fetched.is_ok());
+    }
+
+    #[test]
+    fn the_next_lock_holder_reports_a_shared_failure_without_fetching() {
+        for kind in [FailureKind::Credentials, FailureKind::Unavailable] {
+            let dir = tempfile::tempdir().unwrap();
+            let cache = DiskCache::at(dir.path().to_path_buf());
+            let first = cache.get_or_fetch(
+                &key(),
+                far(),
+                |_| Err::<CachedToken, _>("the reason, maybe with secret details"),
+                |_| Some(kind),
+            );
+            assert_eq!(
+                first,
+                Err(NoToken::Fetch("the reason, maybe with secret details"))
+            );
+
+            let marker = cache.failure_path(&key());
+            assert_eq!(mode(&marker), FILE_MODE);
+            let content = fs::read_to_string(&marker).unwrap();
+            for private in ["secret", "reason", "api.test"] {
+                assert!(!content.contains(private), "{private} in {content}");
+            }
+
+            let second = cache.get_or_fetch(
+                &key(),
+                far(),
+                |_| -> Result<CachedToken, &str> { panic!("fetched despite the marker") },
+                |_| None,
+            );
+            assert_eq!(second, Err(NoToken::RecentFailure(kind)));
+            // Other credentials are not affected.
+            let other = CacheKey::new("https://api.test/v4.0", "id", "secret2");
+            let now = unix_now();
+            assert!(
+                get_or_fetch(&cache, &other, || Ok::<_, ()>(token("t", now, now + 60))).is_ok()
+            );
+        }
+    }
+
+    #[test]
+    fn old_corrupt_or_foreign_failure_markers_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::at(dir.path().to_path_buf());
+        cache.prepare_dir().unwrap();
+        let now = unix_now();
+        let path = cache.failure_path(&key());
+        let marker = |version: u32, check: &str, kind: &str, failed_at: u64| {
+            serde_json::json!({
+                "version": version, "key": check, "kind": kind, "failed_at_unix": failed_at,
+            })
+            .to_string()
+        };
+        let check = key().check;
+        let foreign = CacheKey::new("https://api.test/v4.0", "id", "other").check;
+        let cases = [
+            "{{{ not json".to_owned(),
+            "x".repeat(100_000),
+            marker(
+                FORMAT_VERSION,
+                &check,
+                "unavailable",
+                now - FAILURE_MEMORY_SECS,
+            ),
+            marker(FORMAT_VERSION, &check, "unavailable", now + 60),
+            marker(FORMAT_VERSION, &foreign, "credentials", now),
+            marker(FORMAT_VERSION + 1, &check, "credentials", now),
+            marker(FORMAT_VERSION, &check, "a_new_kind", now),
+        ];
+        for (index, content) in cases.iter().enumerate() {
+            fs::write(&path, content).unwrap();
+            let fetched = token(&format!("new-{index}"), now, now + 3600);
+            let got = get_or_fetch(&cache, &key(), || Ok::<_, ()>(fetched.clone()));
+            assert_eq!(got, Ok(fetched), "case {index}");
+            // A successful fetch tidies the marker away.
+            assert!(!path.exists(), "case {index}");
+            fs::remove_file(cache.entry_path(&key())).unwrap();
+        }
+        // For contrast: a marker just young enough is believed.
+        fs::write(
+            &path,
+            marker(
+                FORMAT_VERSION,
+                &check,
+                "unavailable",
+                now + 1 - FAILURE_MEMORY_SECS,
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            cache.recent_failure(&key(), now),
+            Some(FailureKind::Unavailable)
+        );
+    }
+
+    #[test]
+    fn a_passed_deadline_sends_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::at(dir.path().to_path_buf());
+        let passed = Instant::now();
+        let outcome = cache.get_or_fetch(
+            &key(),
+            passed,
+            |_| -> Result<CachedToken, ()> { panic!("fetched after the deadline") },
+            |_| None,
+        );
+        assert_eq!(outcome, Err(NoToken::OutOfTime));
+
+        // Likewise while another process holds the lock: no fetch without it.
+        let holder = DiskCache::at(dir.path().to_path_buf());
+        let held = holder.lock(&key(), Duration::ZERO).unwrap();
+        assert!(held.is_some());
+        let outcome = cache.get_or_fetch(
+            &key(),
+            passed,
+            |_| -> Result<CachedToken, ()> { panic!("fetched without the lock") },
+            |_| None,
+        );
+        assert_eq!(outcome, Err(NoToken::OutOfTime));
+    }
+
+    #[test]
+    fn the_fetch_gets_the_time_left_before_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::at(dir.path().to_path_buf());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let now = unix_now();
+        let outcome = cache.get_or_fetch(
+            &key(),
+            deadline,
+            |left| {
+                assert!(
+                    left > Duration::ZERO && left <= Duration::from_secs(60),
+                    "{left:?}"
+                );
+                Ok::<_, ()>(token("tok", now, now + 3600))
+            },
+            |_| None,
+        );
+        assert!(outcome.is_ok());
     }
 
     #[test]
@@ -666,13 +992,12 @@ mod tests {
                     // would, so `flock` excludes them from one another.
                     let cache = DiskCache::at(dir);
                     barrier.wait();
-                    cache
-                        .get_or_fetch(&key(), Duration::from_secs(60), || {
-                            let serial = fetches.fetch_add(1, Ordering::SeqCst);
-                            let now = unix_now();
-                            Ok::<_, ()>(token(&format!("tok-{serial}"), now, now + 3600))
-                        })
-                        .unwrap()
+                    get_or_fetch(&cache, &key(), || {
+                        let serial = fetches.fetch_add(1, Ordering::SeqCst);
+                        let now = unix_now();
+                        Ok::<_, ()>(token(&format!("tok-{serial}"), now, now + 3600))
+                    })
+                    .unwrap()
                 })
             })
             .collect();
@@ -693,8 +1018,6 @@ mod tests {
         assert!(held.is_some());
         assert!(cache.lock(&key(), Duration::ZERO).unwrap().is_none());
         drop(held);
-        // The helper thread of the abandoned wait may take the lock for a moment before it
-        // lets go, so this wait is not zero.
         let again = cache.lock(&key(), Duration::from_secs(60)).unwrap();
         assert!(again.is_some());
     }
@@ -706,12 +1029,16 @@ mod tests {
         let now = unix_now();
         for secret in ["a", "b"] {
             let key = CacheKey::new("https://api.test", "id", secret);
-            cache
-                .get_or_fetch(&key, Duration::from_secs(5), || {
-                    Ok::<_, ()>(token("tok", now, now + 3600))
-                })
-                .unwrap();
+            get_or_fetch(&cache, &key, || Ok::<_, ()>(token("tok", now, now + 3600))).unwrap();
         }
+        let failing = CacheKey::new("https://api.test", "id", "c");
+        let _ = cache.get_or_fetch(
+            &failing,
+            far(),
+            |_| Err::<CachedToken, _>(()),
+            |_| Some(FailureKind::Credentials),
+        );
+        assert!(cache.failure_path(&failing).exists());
         fs::write(dir.path().join(".cells-auth-abc123.tmp"), "").unwrap();
         fs::write(dir.path().join("notes.txt"), "mine").unwrap();
         fs::write(dir.path().join("abc.json"), "{}").unwrap();
@@ -741,9 +1068,6 @@ mod tests {
             tighten_existing: true,
         };
         cache.prepare_dir().unwrap();
-        assert_eq!(
-            fs::metadata(&loose).unwrap().permissions().mode() & 0o777,
-            DIR_MODE
-        );
+        assert_eq!(mode(&loose), DIR_MODE);
     }
 }

@@ -14,7 +14,7 @@ mod output;
 use std::fmt;
 use std::io::{self, Write as _};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cells_auth::{CellsAuth, CellsAuthBuilder};
 use clap::Parser as _;
@@ -22,7 +22,9 @@ use secrecy::ExposeSecret as _;
 
 use crate::args::{CacheCommand, CacheLocation, Cli, Command, TokenArgs};
 use crate::credentials::Credentials;
-use crate::disk_cache::{CacheKey, CachedToken, DiskCache, unix_now, unix_seconds};
+use crate::disk_cache::{
+    CacheKey, CachedToken, DiskCache, FailureKind, NoToken, time_left, unix_now, unix_seconds,
+};
 
 /// Exit statuses, as `--help` lists them. Clap's own usage errors exit with 2 as well.
 const EXIT_LOCAL_FAILURE: u8 = 1;
@@ -30,10 +32,9 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_CREDENTIALS: u8 = 3;
 const EXIT_UNAVAILABLE: u8 = 4;
 
-/// How much longer than its own deadline a process waits for another one's fetch: the other
-/// process may have started a moment earlier or with a longer `--timeout`, and waiting is
-/// cheaper for the token service than a second request.
-const LOCK_WAIT_SLACK: Duration = Duration::from_secs(5);
+/// Stands in for a `--timeout` so long that no instant that far ahead can be represented: about
+/// 136 years is as good as for ever.
+const FOREVER: Duration = Duration::from_secs(u32::MAX as u64);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,6 +56,14 @@ pub(crate) enum CliError {
     Config(String),
     /// The library could not get a token.
     Auth(cells_auth::Error),
+    /// Another process failed this way moments ago, as its marker in the disk cache says.
+    RecentFailure(FailureKind),
+    /// The deadline passed while another process was getting a token for the same
+    /// credentials.
+    OutOfTime {
+        /// The whole time the command had.
+        after: Duration,
+    },
     /// A local operation failed.
     Io {
         /// What was being done.
@@ -70,6 +79,10 @@ impl CliError {
             Self::Config(_) => EXIT_CONFIG,
             Self::Io { .. } => EXIT_LOCAL_FAILURE,
             Self::Auth(error) if error.is_credentials() => EXIT_CREDENTIALS,
+            Self::RecentFailure(FailureKind::Credentials) => EXIT_CREDENTIALS,
+            Self::RecentFailure(FailureKind::Unavailable) | Self::OutOfTime { .. } => {
+                EXIT_UNAVAILABLE
+            }
             Self::Auth(error)
                 if error.is_config() || matches!(error, cells_auth::Error::NoAuth) =>
             {
@@ -80,6 +93,16 @@ impl CliError {
             Self::Auth(_) => EXIT_UNAVAILABLE,
         }
     }
+
+    /// The kind of failure to share with the processes waiting for this one's fetch: the
+    /// failures that the next attempt, a moment later, would very likely repeat.
+    fn shared_failure(&self) -> Option<FailureKind> {
+        match self {
+            Self::Auth(error) if error.is_credentials() => Some(FailureKind::Credentials),
+            Self::Auth(error) if error.is_transient() => Some(FailureKind::Unavailable),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for CliError {
@@ -88,6 +111,22 @@ impl fmt::Display for CliError {
             Self::Config(message) => f.write_str(message),
             // The library's messages never contain the secret or a token.
             Self::Auth(error) => error.fmt(f),
+            Self::RecentFailure(FailureKind::Credentials) => f.write_str(
+                "Aspose Cloud rejected these client credentials moments ago, when another \
+                 cells-auth process asked; check the client ID and secret at the Aspose Cloud \
+                 dashboard (https://dashboard.aspose.cloud/applications)",
+            ),
+            Self::RecentFailure(FailureKind::Unavailable) => f.write_str(
+                "another cells-auth process failed to get a token moments ago: the Aspose Cloud \
+                 token service was unavailable, unreachable or too slow; try again in a few \
+                 seconds",
+            ),
+            Self::OutOfTime { after } => write!(
+                f,
+                "no token within {:.1}s: another cells-auth process was getting one for the \
+                 same credentials all that time; if it is stuck, end it or pass --no-cache",
+                after.as_secs_f64()
+            ),
             Self::Io { action, source } => write!(f, "{action}: {source}"),
         }
     }
@@ -125,30 +164,49 @@ fn run(command: Command) -> Result<(), CliError> {
 /// `cells-auth token`.
 fn token(args: TokenArgs) -> Result<(), CliError> {
     let credentials = Credentials::resolve(&args.credentials)?;
+    // The one deadline of the run, set before anything waits on another process or the
+    // network: waiting for the cache lock and the fetch both end by it. It starts after the
+    // credentials are read, so a secret typed or piped in slowly does not count.
+    let timeout = args.timeout.unwrap_or(cells_auth::DEFAULT_DEADLINE);
+    let started = Instant::now();
+    let deadline = started
+        .checked_add(timeout)
+        .unwrap_or_else(|| started + FOREVER);
     let secret = credentials.client_secret.expose_secret();
     let base_url = credentials
         .base_url
         .as_deref()
         .unwrap_or(cells_auth::DEFAULT_BASE_URL);
-    let mut builder = CellsAuth::builder()
+    let builder = CellsAuth::builder()
         .client_id(credentials.client_id.as_str())
         .client_secret(secret)
         .base_url(base_url);
-    if let Some(timeout) = args.timeout {
-        builder = builder.deadline(timeout);
-    }
     // The provider is built only when a token must be requested: building sets up TLS with
     // the platform's trust store, which takes about 2 ms, more than all the rest of a run that
     // the disk cache answers. Skipping it loses no check, because nothing is ever cached for
     // a configuration that fails to build.
-    let fetch = move || request_token(builder);
-    let token = if args.no_cache {
-        fetch()?
+    let fetch = move |left: Duration| request_token(builder.deadline(left), timeout);
+    let cache = if args.no_cache {
+        None
     } else {
-        let cache = cache_at(&args.location)?;
-        let key = CacheKey::new(&cache_key_url(base_url), &credentials.client_id, secret);
-        let lock_wait = args.timeout.unwrap_or(cells_auth::DEFAULT_DEADLINE) + LOCK_WAIT_SLACK;
-        cache.get_or_fetch(&key, lock_wait, fetch)?
+        token_cache(&args.location, DiskCache::default_location)
+    };
+    let token = match cache {
+        None => {
+            let left = time_left(deadline)
+                .ok_or_else(|| CliError::Auth(cells_auth::Error::Timeout { after: timeout }))?;
+            fetch(left)?
+        }
+        Some(cache) => {
+            let key = CacheKey::new(&cache_key_url(base_url), &credentials.client_id, secret);
+            cache
+                .get_or_fetch(&key, deadline, fetch, CliError::shared_failure)
+                .map_err(|no_token| match no_token {
+                    NoToken::Fetch(error) => error,
+                    NoToken::RecentFailure(kind) => CliError::RecentFailure(kind),
+                    NoToken::OutOfTime => CliError::OutOfTime { after: timeout },
+                })?
+        }
     };
     let text = output::render(
         args.format,
@@ -172,8 +230,9 @@ fn cache_key_url(raw: &str) -> String {
 }
 
 /// Builds the provider and requests a token, on a runtime made for the purpose: a process
-/// that finds its token in the disk cache builds neither.
-fn request_token(builder: CellsAuthBuilder) -> Result<CachedToken, CliError> {
+/// that finds its token in the disk cache builds neither. The builder's deadline is what is
+/// left of the command's `timeout`, which a timeout error reports as the time it took.
+fn request_token(builder: CellsAuthBuilder, timeout: Duration) -> Result<CachedToken, CliError> {
     let auth = builder.build().map_err(CliError::Auth)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -183,7 +242,14 @@ fn request_token(builder: CellsAuthBuilder) -> Result<CachedToken, CliError> {
             source,
         })?;
     let obtained_at_unix = unix_now();
-    let token = runtime.block_on(auth.token()).map_err(CliError::Auth)?;
+    let token = runtime
+        .block_on(auth.token())
+        .map_err(|error| match error {
+            cells_auth::Error::Timeout { .. } => {
+                CliError::Auth(cells_auth::Error::Timeout { after: timeout })
+            }
+            other => CliError::Auth(other),
+        })?;
     Ok(CachedToken {
         access_token: token.secret().to_owned(),
         obtained_at_unix,
@@ -203,6 +269,26 @@ fn clear_cache(location: &CacheLocation) -> Result<(), CliError> {
         "removed {removed} cached token{plural} from {}\n",
         cache.dir().display()
     ))
+}
+
+/// The cache `token` uses: the one `--cache-dir` names, else `default`'s. Without either (the
+/// platform has no cache directory) a warning says so and the token is fetched without a
+/// cache: the cache saves requests, it is not needed for a token.
+fn token_cache(
+    location: &CacheLocation,
+    default: impl FnOnce() -> Option<DiskCache>,
+) -> Option<DiskCache> {
+    if let Some(dir) = &location.cache_dir {
+        return Some(DiskCache::at(dir.clone()));
+    }
+    let cache = default();
+    if cache.is_none() {
+        warn(
+            "this platform has no cache directory (is HOME set?); requesting a token without \
+             the cache (pass --cache-dir DIR to use one)",
+        );
+    }
+    cache
 }
 
 /// The cache `--cache-dir` names, or the default one.
@@ -256,6 +342,51 @@ mod tests {
         assert_eq!(CliError::Auth(timeout).exit_code(), 4);
         assert_eq!(CliError::Auth(config).exit_code(), 2);
         assert_eq!(CliError::Config("x".to_owned()).exit_code(), 2);
+    }
+
+    #[test]
+    fn failures_shared_through_the_cache_keep_their_exit_codes() {
+        let rejected = CliError::Auth(cells_auth::Error::CredentialsRejected {
+            status: 401,
+            code: None,
+            description: None,
+        });
+        let timeout = CliError::Auth(cells_auth::Error::Timeout {
+            after: Duration::from_secs(1),
+        });
+        let invalid = CliError::Auth(cells_auth::Error::InvalidResponse {
+            status: 200,
+            reason: "no token".to_owned(),
+            excerpt: String::new(),
+        });
+        for (error, shared) in [
+            (rejected, Some(FailureKind::Credentials)),
+            (timeout, Some(FailureKind::Unavailable)),
+            (invalid, None),
+            (CliError::Config("x".to_owned()), None),
+        ] {
+            assert_eq!(error.shared_failure(), shared, "{error}");
+            // A waiter that reads the marker exits as the process that failed did.
+            if let Some(kind) = shared {
+                assert_eq!(CliError::RecentFailure(kind).exit_code(), error.exit_code());
+            }
+        }
+        let out_of_time = CliError::OutOfTime {
+            after: Duration::from_secs(10),
+        };
+        assert_eq!(out_of_time.exit_code(), 4);
+        assert!(out_of_time.to_string().starts_with("no token within 10.0s"));
+    }
+
+    #[test]
+    fn without_a_cache_directory_the_token_is_fetched_uncached() {
+        let nowhere = CacheLocation { cache_dir: None };
+        assert!(token_cache(&nowhere, || None).is_none());
+        let named = CacheLocation {
+            cache_dir: Some("/tmp/x".into()),
+        };
+        let cache = token_cache(&named, || unreachable!("--cache-dir wins"));
+        assert_eq!(cache.unwrap().dir(), std::path::Path::new("/tmp/x"));
     }
 
     #[test]
