@@ -270,14 +270,12 @@ fn check(scenario: &Scenario, outcome: &Result<cells_auth::AccessToken, Error>, 
             );
             assert_eq!(requests, expected, "{name}");
         }
-        (
-            Expect::Network {
-                requests: expected,
-            },
-            Err(error),
-        ) => {
+        (Expect::Network { requests: expected }, Err(error)) => {
             assert!(matches!(error, Error::Network { .. }), "{name}: {error:?}");
-            assert_eq!(requests, expected, "{name}: retried up to the attempt budget");
+            assert_eq!(
+                requests, expected,
+                "{name}: retried up to the attempt budget"
+            );
         }
         (Expect::Invalid { status }, Err(error)) => {
             assert!(
