@@ -79,7 +79,13 @@ impl CellsAuth {
     /// nothing. Concurrent callers on a cold cache share one request and its outcome.
     pub async fn token(&self) -> Result<AccessToken, Error> {
         match &self.mode {
-            Mode::Token(cache) => cache.token().await,
+            Mode::Token(cache) => match cache.cached() {
+                Some(token) => Ok(token),
+                // Boxed, so that the future of every call stays a few words long: the slow
+                // path's state (channels, a timer) takes hundreds of bytes, and a future is
+                // moved by value at least once. Only the slow path pays the allocation.
+                None => Box::pin(cache.token_slow()).await,
+            },
             Mode::NoAuth => Err(Error::NoAuth),
         }
     }
@@ -88,7 +94,7 @@ impl CellsAuth {
     /// [`no_auth`](Self::no_auth) provider.
     pub async fn authorization(&self) -> Result<Option<HeaderValue>, Error> {
         match &self.mode {
-            Mode::Token(cache) => Ok(Some(cache.token().await?.authorization_header().clone())),
+            Mode::Token(_) => Ok(Some(self.token().await?.authorization_header().clone())),
             Mode::NoAuth => Ok(None),
         }
     }
@@ -150,6 +156,19 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
         let builder = format!("{:?}", CellsAuth::builder().client_secret("hunter2-secret"));
         assert!(!builder.contains("hunter2"), "{builder}");
+    }
+
+    #[test]
+    fn the_token_future_is_a_few_words() {
+        // Futures move by value at least once; a cached read must not copy the slow path's
+        // state (hundreds of bytes) each time.
+        let auth = CellsAuth::builder()
+            .client_id("id")
+            .client_secret("secret")
+            .build()
+            .unwrap();
+        let size = std::mem::size_of_val(&auth.token());
+        assert!(size <= 64, "token() future is {size} bytes");
     }
 
     #[tokio::test]

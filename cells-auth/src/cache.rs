@@ -41,7 +41,7 @@
 //! forward.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -147,6 +147,10 @@ enum Decision {
 /// One fetch in flight: where its outcome is published, and which task runs it.
 struct Fetch {
     outcome: watch::Sender<Outcome>,
+    /// Whether the newest task for it was spawned on a current-thread runtime, which runs it
+    /// only while someone drives that runtime. Outside `claim`, so that the many waiters of a
+    /// cold start read it without taking a lock.
+    on_current_thread: AtomicBool,
     claim: Mutex<Claim>,
 }
 
@@ -155,9 +159,6 @@ struct Fetch {
 struct Claim {
     /// When a task for the fetch was last spawned.
     spawned_at: Instant,
-    /// Whether that task was spawned on a current-thread runtime, which runs it only while
-    /// someone drives that runtime.
-    on_current_thread: bool,
     /// When the running task claimed the fetch, and its number.
     claimed: Option<(Instant, u64)>,
     /// Claims so far; a task's number tells whether the fetch is still its own.
@@ -193,17 +194,9 @@ impl Cache {
         }
     }
 
-    /// The current token, fetching one if needed.
-    pub(crate) async fn token(self: &Arc<Self>) -> Result<AccessToken, Error> {
-        match self.cached() {
-            Some(token) => Ok(token),
-            None => self.token_slow().await,
-        }
-    }
-
     /// The read path: no lock, no precise clock, no shared write.
     #[inline]
-    fn cached(&self) -> Option<AccessToken> {
+    pub(crate) fn cached(&self) -> Option<AccessToken> {
         let hot = self.hot.load(Ordering::Acquire);
         if hot & SERVABLE == 0 {
             return None;
@@ -216,7 +209,9 @@ impl Cache {
         Some(slot.token.clone())
     }
 
-    async fn token_slow(self: &Arc<Self>) -> Result<AccessToken, Error> {
+    /// The current token when [`cached`](Self::cached) had none for this thread: served,
+    /// refreshed or fetched as the state says.
+    pub(crate) async fn token_slow(self: &Arc<Self>) -> Result<AccessToken, Error> {
         let (fetch, launch) = match self.decide(Handle::try_current().ok())? {
             Decision::Serve {
                 token,
@@ -327,7 +322,7 @@ impl Cache {
             // Checking needs a runtime with timers; without a runtime this caller could not
             // spawn the fetch anyway.
             let runtime = Handle::try_current().ok();
-            if !fetch.lock_claim().on_current_thread || runtime.is_none() {
+            if !fetch.on_current_thread.load(Ordering::Acquire) || runtime.is_none() {
                 return published(outcome.wait_for(Option::is_some).await);
             }
             tokio::select! {
@@ -364,7 +359,9 @@ impl Cache {
             return None;
         }
         claim.spawned_at = Instant::now();
-        claim.on_current_thread = is_current_thread(&runtime);
+        fetch
+            .on_current_thread
+            .store(is_current_thread(&runtime), Ordering::Release);
         drop(claim);
         tracing::debug!("the token fetch stalled; spawning it again on this runtime");
         Some(FetchLaunch {
@@ -468,9 +465,9 @@ impl Cache {
     ) -> (Arc<Fetch>, FetchLaunch) {
         let fetch = Arc::new(Fetch {
             outcome: watch::Sender::new(None),
+            on_current_thread: AtomicBool::new(is_current_thread(&runtime)),
             claim: Mutex::new(Claim {
                 spawned_at: Instant::now(),
-                on_current_thread: is_current_thread(&runtime),
                 claimed: None,
                 claims: 0,
             }),
