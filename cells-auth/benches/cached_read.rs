@@ -29,6 +29,9 @@ use cells_auth::testing::FakeTokenServer;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderValue;
 
+mod support;
+use support::{is_benchmarking, median, verdict};
+
 /// Targets from the brief: a read on one thread costs at most this much.
 const TARGET_ONE_THREAD_NS: f64 = 20.0;
 /// ... and is at least this many times faster than the tokio `RwLock` reference.
@@ -260,7 +263,12 @@ fn summary(caches: &Caches) {
         .map(|by_threads| {
             by_threads.each_ref().map(|runs| {
                 let best = *runs.iter().min_by_key(|run| run.wall).expect("rounds");
-                let median_wall = median(runs.iter().map(|run| per_read(run.wall)).collect());
+                let median_wall = median(
+                    &runs
+                        .iter()
+                        .map(|run| per_read(run.wall))
+                        .collect::<Vec<_>>(),
+                );
                 (best, median_wall)
             })
         })
@@ -344,24 +352,6 @@ fn summary(caches: &Caches) {
         ),
         cells_two / cells_one <= TARGET_TWO_THREAD_SLOWDOWN,
     );
-}
-
-fn verdict(target: &str, measured: &str, pass: bool) {
-    let outcome = if pass { "PASS" } else { "MISS" };
-    println!("  {outcome}  {target}: {measured}");
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// `cargo bench` passes `--bench`; `cargo test --benches` runs each benchmark once without it,
-/// as does `cargo bench -- --test`, and then the summary's extra seconds are not wanted.
-fn is_benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|arg| arg == "--bench")
-        && !args.iter().any(|arg| arg == "--list" || arg == "--test")
 }
 
 fn config() -> Criterion {

@@ -18,6 +18,9 @@ use cells_auth::CellsAuth;
 use cells_auth::testing::{FakeTokenServer, Reply};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 
+mod support;
+use support::{is_benchmarking, median, verdict};
+
 /// Concurrent callers in one herd.
 const CALLERS: usize = 10_000;
 /// How long the fake server takes to answer each token request.
@@ -280,25 +283,6 @@ fn summary(bench: &Bench) {
         &format!("{ratio:.3}x"),
         ratio <= TARGET_HERD_SLOWDOWN,
     );
-}
-
-fn verdict(target: &str, measured: &str, pass: bool) {
-    let outcome = if pass { "PASS" } else { "MISS" };
-    println!("  {outcome}  {target}: {measured}");
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
-/// `cargo bench` passes `--bench`; `cargo test --benches` runs each benchmark once without it,
-/// as does `cargo bench -- --test`, and then the summary's extra seconds are not wanted.
-fn is_benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|arg| arg == "--bench")
-        && !args.iter().any(|arg| arg == "--list" || arg == "--test")
 }
 
 fn config() -> Criterion {

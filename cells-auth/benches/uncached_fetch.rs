@@ -28,6 +28,9 @@ use cells_auth::CellsAuth;
 use cells_auth::testing::FakeTokenServer;
 use criterion::{Criterion, criterion_group, criterion_main};
 
+mod support;
+use support::{is_benchmarking, median, verdict};
+
 /// Target from the brief: a fetch through `CellsAuth` takes at most this many times the raw POST.
 const TARGET_OVERHEAD: f64 = 1.10;
 
@@ -347,25 +350,6 @@ fn median_time(mut work: impl FnMut()) -> f64 {
         })
         .collect();
     median(&samples)
-}
-
-fn verdict(target: &str, measured: &str, pass: bool) {
-    let outcome = if pass { "PASS" } else { "MISS" };
-    println!("  {outcome}  {target}: {measured}");
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
-/// `cargo bench` passes `--bench`; `cargo test --benches` runs each benchmark once without it,
-/// as does `cargo bench -- --test`, and then the summary's extra seconds are not wanted.
-fn is_benchmarking() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|arg| arg == "--bench")
-        && !args.iter().any(|arg| arg == "--list" || arg == "--test")
 }
 
 fn config() -> Criterion {

@@ -231,7 +231,11 @@ impl Cache {
             launch.spawn();
         }
         match self.wait_for(&fetch).await {
-            Some(Ok(token)) => Ok(self.remember_after_wait(&token)),
+            // After the first waiter on this thread, the rest of a crowd find the token in the
+            // thread's slot and skip the lock.
+            Some(Ok(token)) => Ok(self
+                .cached()
+                .unwrap_or_else(|| self.remember_after_wait(&token))),
             Some(Err(error)) => Err(error),
             // Unreachable: the sender lives in `fetch`, which this function holds.
             None => Err(interrupted()),

@@ -1,0 +1,162 @@
+//! Wall time of the `cells-auth token` command, as a script runs it: a process started, a token
+//! printed, the process gone. Three cases against a `FakeTokenServer` on 127.0.0.1:
+//!
+//! - `warm_cache`: the disk cache holds a valid token, so the run makes no request;
+//! - `cold_cache`: the cache directory is emptied before each run, so every run fetches and
+//!   writes the cache;
+//! - `no_cache`: `--no-cache`, a fetch and nothing written.
+//!
+//! Criterion reports each; afterwards the bench runs the three in interleaved rounds and prints
+//! the medians, and the server's request count, which must match the runs that fetch. Run with
+//! `cargo bench -p cells-auth --features cli --bench cli_token`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cells_auth::testing::FakeTokenServer;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+mod support;
+use support::{is_benchmarking, median};
+
+/// Interleaved rounds for the printed medians.
+const SUMMARY_ROUNDS: usize = 41;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Case {
+    /// The disk cache holds a valid token.
+    Warm,
+    /// The cache directory is emptied first.
+    Cold,
+    /// `--no-cache`.
+    Bypassed,
+}
+
+const CASES: [(Case, &str); 3] = [
+    (Case::Warm, "warm_cache"),
+    (Case::Cold, "cold_cache"),
+    (Case::Bypassed, "no_cache"),
+];
+
+struct Bench {
+    server: FakeTokenServer,
+    cache_dir: tempfile::TempDir,
+    // The server's tasks run here for as long as the bench does.
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let server = runtime
+            .block_on(FakeTokenServer::start())
+            .expect("fake token server");
+        Self {
+            server,
+            cache_dir: tempfile::tempdir().expect("temporary cache directory"),
+            _runtime: runtime,
+        }
+    }
+
+    /// One run of `cells-auth token`; panics unless it printed a token.
+    fn run(&self, case: Case) {
+        if case == Case::Cold {
+            empty(self.cache_dir.path());
+        }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cells-auth"));
+        for name in cells_auth::CLIENT_ID_VARS
+            .into_iter()
+            .chain(cells_auth::CLIENT_SECRET_VARS)
+            .chain(cells_auth::BASE_URL_VARS)
+        {
+            command.env_remove(name);
+        }
+        command
+            .env(cells_auth::CLIENT_ID_VARS[0], FakeTokenServer::CLIENT_ID)
+            .env(
+                cells_auth::CLIENT_SECRET_VARS[0],
+                FakeTokenServer::CLIENT_SECRET,
+            )
+            .env(cells_auth::BASE_URL_VARS[0], self.server.base_url())
+            .arg("token");
+        if case == Case::Bypassed {
+            command.arg("--no-cache");
+        } else {
+            command.arg("--cache-dir").arg(self.cache_dir.path());
+        }
+        let output = command.output().expect("cells-auth runs");
+        assert!(
+            output.status.success() && output.stdout.len() > 20,
+            "cells-auth token failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Removes every file in `dir` (the cache's entries and lock files), keeping the directory.
+fn empty(dir: &Path) {
+    for entry in std::fs::read_dir(dir).expect("cache directory") {
+        let path = entry.expect("directory entry").path();
+        std::fs::remove_file(&path).expect("remove a cache file");
+    }
+}
+
+fn bench_cli_token(c: &mut Criterion) {
+    let bench = Bench::new();
+    // Fills the cache for the warm case, and proves the command works before timing it.
+    bench.run(Case::Cold);
+    let mut group = c.benchmark_group("cli_token");
+    for (case, name) in CASES {
+        group.bench_function(name, |b| b.iter(|| bench.run(case)));
+    }
+    group.finish();
+    if is_benchmarking() {
+        summary(&bench);
+    }
+}
+
+/// The three cases in interleaved rounds, so background load hits them alike; medians in ms.
+fn summary(bench: &Bench) {
+    bench.run(Case::Cold);
+    let before = bench.server.request_count();
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); CASES.len()];
+    for _ in 0..SUMMARY_ROUNDS {
+        // The warm case first in each round: the round before ended with a cache that holds a
+        // token (the cold case wrote it, the no-cache case left it alone).
+        for (index, (case, _)) in CASES.iter().enumerate() {
+            let start = Instant::now();
+            bench.run(*case);
+            samples[index].push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let requests = bench.server.request_count() - before;
+    println!("\ncells-auth token, median wall time of {SUMMARY_ROUNDS} interleaved rounds:");
+    for ((_, name), times) in CASES.iter().zip(&samples) {
+        println!("  {name:<11} {:7.2} ms", median(times));
+    }
+    println!(
+        "  requests: {requests} for {SUMMARY_ROUNDS} rounds (expected {}: the cold and no-cache \
+         runs fetch, the warm ones do not)",
+        2 * SUMMARY_ROUNDS
+    );
+    assert_eq!(requests, 2 * SUMMARY_ROUNDS, "a warm run made a request");
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_cli_token
+}
+criterion_main!(benches);

@@ -1,0 +1,24 @@
+//! Helpers shared by the benchmarks: how a summary tells a real run from a smoke test, and how
+//! it prints its figures.
+#![allow(dead_code)] // Each benchmark uses a different subset.
+
+/// `cargo bench` passes `--bench`; `cargo test --benches` runs each benchmark once without it,
+/// as does `cargo bench -- --test`, and then a summary's extra seconds are not wanted.
+pub(crate) fn is_benchmarking() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|arg| arg == "--bench")
+        && !args.iter().any(|arg| arg == "--list" || arg == "--test")
+}
+
+/// The median (the upper one for an even count); `values` must not be empty.
+pub(crate) fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// One line of a summary: whether `measured` meets `target`.
+pub(crate) fn verdict(target: &str, measured: &str, pass: bool) {
+    let outcome = if pass { "PASS" } else { "MISS" };
+    println!("  {outcome}  {target}: {measured}");
+}
