@@ -36,7 +36,7 @@ impl Clock {
     #[inline]
     pub(crate) fn fast_now(&self) -> u64 {
         match self {
-            Self::System => coarsetime::Instant::now_without_cache_update().as_ticks(),
+            Self::System => coarse_ticks(),
             #[cfg(feature = "testing")]
             Self::Manual(state) => state.elapsed_nanos(),
         }
@@ -46,9 +46,7 @@ impl Clock {
     pub(crate) fn fast_deadline(&self, at: Instant) -> u64 {
         let left = at.saturating_duration_since(self.now());
         match self {
-            Self::System => self
-                .fast_now()
-                .saturating_add(coarsetime::Duration::from(left).as_ticks()),
+            Self::System => self.fast_now().saturating_add(duration_ticks(left)),
             #[cfg(feature = "testing")]
             Self::Manual(_) => self
                 .fast_now()
@@ -75,4 +73,36 @@ impl Clock {
             Self::Manual(state) => state.advance(pause),
         }
     }
+}
+
+/// The coarse monotonic clock in nanoseconds: `CLOCK_MONOTONIC_COARSE`, called straight into
+/// the vDSO through rustix (inlined, no libc wrapper). Through `coarsetime` (an out-of-line call,
+/// then libc's) the same clock took 8 of a cached read's 14 ns on an AMD EPYC VM.
+#[cfg(target_os = "linux")]
+#[inline]
+fn coarse_ticks() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    // A monotonic clock counts from boot: both fields are non-negative.
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// `duration` in the ticks of [`coarse_ticks`].
+#[cfg(target_os = "linux")]
+fn duration_ticks(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Elsewhere, coarsetime's fast clock: `CLOCK_MONOTONIC_RAW_APPROX` on macOS,
+/// `CLOCK_MONOTONIC_FAST` on FreeBSD.
+#[cfg(not(target_os = "linux"))]
+#[inline]
+fn coarse_ticks() -> u64 {
+    coarsetime::Instant::now_without_cache_update().as_ticks()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn duration_ticks(duration: Duration) -> u64 {
+    coarsetime::Duration::from(duration).as_ticks()
 }
