@@ -22,7 +22,9 @@
 //! `token()` from `block_on` on a current-thread runtime is served correctly too.
 //!
 //! Fetches run in their own task, so a caller that gives up does not cancel the fetch for the
-//! others; the outcome, token or error, reaches every waiter through a `watch` channel. If the
+//! others; the outcome, token or error, is set once in the fetch and every waiter is woken
+//! (`OnceLock` and `Notify`: after waking, a waiter reads it with one atomic load, and all but
+//! the first waiter on each thread find the token in the thread's slot without copying it). If the
 //! task is dropped mid-fetch (its runtime shut down), waiters get an error rather than a hang.
 //!
 //! # Fetches that nobody runs
@@ -42,12 +44,12 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use thread_local::ThreadLocal;
 use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use crate::clock::Clock;
@@ -85,8 +87,6 @@ const STALLED_FETCH: Duration = Duration::from_millis(250);
 
 /// Bit 0 of `hot`: the token of the current epoch may be served.
 const SERVABLE: u64 = 1;
-
-type Outcome = Option<Result<AccessToken, Error>>;
 
 pub(crate) struct Cache {
     hot: AtomicU64,
@@ -146,7 +146,10 @@ enum Decision {
 
 /// One fetch in flight: where its outcome is published, and which task runs it.
 struct Fetch {
-    outcome: watch::Sender<Outcome>,
+    /// The token or error, set once by the task that ends the fetch.
+    outcome: OnceLock<Result<AccessToken, Error>>,
+    /// Wakes the waiters once `outcome` is set.
+    published: Notify,
     /// Whether the newest task for it was spawned on a current-thread runtime, which runs it
     /// only while someone drives that runtime. Outside `claim`, so that the many waiters of a
     /// cold start read it without taking a lock.
@@ -230,14 +233,16 @@ impl Cache {
         if let Some(launch) = launch {
             launch.spawn();
         }
-        match self.wait_for(&fetch).await {
-            // After the first waiter on this thread, the rest of a crowd find the token in the
-            // thread's slot and skip the lock.
-            Some(Ok(token)) => Ok(self
-                .cached()
-                .unwrap_or_else(|| self.remember_after_wait(&token))),
-            Some(Err(error)) => Err(error),
-            // Unreachable: the sender lives in `fetch`, which this function holds.
+        self.wait_for(&fetch).await;
+        // After the first waiter on this thread, the rest of a crowd find the token in the
+        // thread's slot: no lock, and no copy of the shared outcome.
+        if let Some(token) = self.cached() {
+            return Ok(token);
+        }
+        match fetch.outcome.get() {
+            Some(Ok(token)) => Ok(self.remember_after_wait(token)),
+            Some(Err(error)) => Err(error.clone()),
+            // Unreachable: `wait_for` returns once the outcome is set.
             None => Err(interrupted()),
         }
     }
@@ -317,27 +322,38 @@ impl Cache {
         (served, drive_refresh)
     }
 
-    /// Waits for the outcome of `fetch`. When the fetch was spawned on a current-thread
-    /// runtime, checks on a timer whether it stalled (see the module documentation) and spawns
-    /// it again on this caller's runtime if so.
-    async fn wait_for(self: &Arc<Self>, fetch: &Arc<Fetch>) -> Outcome {
-        let mut outcome = fetch.outcome.subscribe();
+    /// Waits until the outcome of `fetch` is set. When the fetch was spawned on a
+    /// current-thread runtime, checks on a timer whether it stalled (see the module
+    /// documentation) and spawns it again on this caller's runtime if so.
+    async fn wait_for(self: &Arc<Self>, fetch: &Arc<Fetch>) {
         loop {
+            let notified = fetch.published.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a publication in between still wakes us.
+            notified.as_mut().enable();
+            if fetch.outcome.get().is_some() {
+                return;
+            }
             // Checking needs a runtime with timers; without a runtime this caller could not
             // spawn the fetch anyway.
-            let runtime = Handle::try_current().ok();
-            if !fetch.on_current_thread.load(Ordering::Acquire) || runtime.is_none() {
-                return published(outcome.wait_for(Option::is_some).await);
-            }
+            let runtime = if fetch.on_current_thread.load(Ordering::Acquire) {
+                Handle::try_current().ok()
+            } else {
+                None
+            };
+            let Some(runtime) = runtime else {
+                notified.await;
+                continue;
+            };
             tokio::select! {
-                result = outcome.wait_for(Option::is_some) => return published(result),
+                () = notified => {}
                 () = tokio::time::sleep(STALLED_FETCH) => {
                     let still_current = {
                         let state = self.lock();
                         state.inflight.as_ref().is_some_and(|current| Arc::ptr_eq(current, fetch))
                     };
                     if still_current
-                        && let Some(launch) = self.relaunch_if_stalled(fetch, runtime)
+                        && let Some(launch) = self.relaunch_if_stalled(fetch, Some(runtime))
                     {
                         launch.spawn();
                     }
@@ -468,7 +484,8 @@ impl Cache {
         reason: &'static str,
     ) -> (Arc<Fetch>, FetchLaunch) {
         let fetch = Arc::new(Fetch {
-            outcome: watch::Sender::new(None),
+            outcome: OnceLock::new(),
+            published: Notify::new(),
             on_current_thread: AtomicBool::new(is_current_thread(&runtime)),
             claim: Mutex::new(Claim {
                 spawned_at: Instant::now(),
@@ -607,9 +624,10 @@ impl FetchTask {
             .retry
             .run(&cache.clock, || cache.fetcher.fetch_once())
             .await;
-        // Published even if a later task took the claim over: any real outcome will do.
+        // Published even if a later task took the claim over: any real outcome will do (the
+        // first one set stands).
         let outcome = cache.complete(&self.fetch, fetched);
-        self.fetch.outcome.send_replace(Some(outcome));
+        self.fetch.publish(outcome);
         self.claim = None;
     }
 }
@@ -626,12 +644,19 @@ impl Drop for FetchTask {
             .is_some_and(|(_, current)| current == number);
         if still_ours {
             self.cache.abandon(&self.fetch);
-            self.fetch.outcome.send_replace(Some(Err(interrupted())));
+            self.fetch.publish(Err(interrupted()));
         }
     }
 }
 
 impl Fetch {
+    /// Sets the outcome, unless one is set already, and wakes every waiter.
+    fn publish(&self, outcome: Result<AccessToken, Error>) {
+        // A second outcome (from a task that was taken over) is dropped: waiters read the first.
+        let _ = self.outcome.set(outcome);
+        self.published.notify_waiters();
+    }
+
     fn lock_claim(&self) -> MutexGuard<'_, Claim> {
         // Every write leaves the claim consistent, so a panic elsewhere does not spoil it.
         self.claim.lock().unwrap_or_else(PoisonError::into_inner)
@@ -640,12 +665,6 @@ impl Fetch {
 
 fn is_current_thread(runtime: &Handle) -> bool {
     runtime.runtime_flavor() == RuntimeFlavor::CurrentThread
-}
-
-/// What a waiter takes from the outcome channel. The sender lives in the `Fetch` the waiter
-/// holds, so the channel cannot close under it.
-fn published(result: Result<watch::Ref<'_, Outcome>, watch::error::RecvError>) -> Outcome {
-    result.ok().and_then(|outcome| outcome.clone())
 }
 
 /// Clears the in-flight fetch if it is `fetch`; `true` if it was.
