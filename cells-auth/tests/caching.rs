@@ -193,16 +193,31 @@ async fn when_refreshes_fail_until_expiry_the_error_surfaces() {
     assert_eq!(error.status(), Some(503));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidation_refreshes_once_however_many_callers_report_it() {
     let server = FakeTokenServer::start().await.unwrap();
     let auth = provider(&server, &ManualClock::new());
     let rejected = auth.token().await.unwrap();
 
-    for _ in 0..100 {
-        auth.invalidate(&rejected);
+    // A hundred callers whose requests were refused report the token at once, then each asks
+    // for a new one.
+    let reports: Vec<_> = (0..100)
+        .map(|_| {
+            let auth = auth.clone();
+            let rejected = rejected.clone();
+            tokio::spawn(async move {
+                auth.invalidate(&rejected);
+                auth.token().await.unwrap()
+            })
+        })
+        .collect();
+    let mut fresh_tokens = std::collections::HashSet::new();
+    for report in reports {
+        fresh_tokens.insert(report.await.unwrap().secret().to_owned());
     }
+    assert_eq!(fresh_tokens.len(), 1, "every caller got the one new token");
     let fresh = auth.token().await.unwrap();
+    assert!(fresh_tokens.contains(fresh.secret()));
     assert_ne!(fresh.secret(), rejected.secret());
     // Late reports of the old token change nothing.
     auth.invalidate(&rejected);
