@@ -20,7 +20,7 @@ const CHECK_LABEL: &[u8] = b"cells-auth disk cache v1: entry check";
 
 /// A cached token is handed out only while more than this long is left, or more than half its
 /// lifetime ([`REUSE_MARGIN_LIFETIME_DIVISOR`]) if that is less. This is the point at which
-/// the library refreshes its own tokens (`REFRESH_BEFORE_EXPIRY` in `cache.rs`): a printed
+/// the library refreshes its own tokens (`REFRESH_BEFORE_EXPIRY` in `cache/timing.rs`): a printed
 /// token is used after this process exits, often by a script that runs for minutes, so it
 /// should have at least as long left as a library user's token ever has. Five minutes for
 /// hour- or day-long tokens; for a short-lived token five minutes could be all of its life and

@@ -26,31 +26,19 @@
 //! (`OnceLock` and `Notify`: after waking, a waiter reads it with one atomic load, and all but
 //! the first waiter on each thread find the token in the thread's slot without copying it). If the
 //! task is dropped mid-fetch (its runtime shut down), waiters get an error rather than a hang.
-//!
-//! # Fetches that nobody runs
-//! A task runs only while its runtime is driven. A fetch spawned by a caller on a current-thread
-//! runtime that the caller then stops driving (`block_on` returns as soon as its own future is
-//! ready) would never start, and everyone waiting for it would wait forever. So a fetch is
-//! *claimed* by the task that starts it, and a fetch that is stalled is spawned again on the
-//! runtime of whoever notices: a caller served the current token, or a waiter, which checks on
-//! a timer when the fetch was spawned on a current-thread runtime (a multi-thread runtime's
-//! workers run tasks whatever its `block_on` caller does). Stalled means unclaimed
-//! [`STALLED_FETCH`] after it was spawned, or claimed longer ago than the fetch deadline plus
-//! [`STALLED_FETCH`] (a running fetch ends by its deadline if its runtime is driven). The task
-//! that claims first does the fetch; a task that finds the fetch claimed exits at once. On a
-//! current-thread runtime, a caller served the current token while a refresh is in flight also
-//! yields once, so that a program driving every call with `block_on` still moves the refresh
-//! forward.
+//! [`inflight`] holds that machinery, including what happens to a fetch that nobody runs;
+//! [`mod@timing`] decides when a token is refreshed and until when it is served.
+
+mod inflight;
+mod timing;
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use thread_local::ThreadLocal;
-use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::Notify;
-use tracing::Instrument as _;
+use tokio::runtime::Handle;
 
 use crate::clock::Clock;
 use crate::error::Error;
@@ -58,17 +46,9 @@ use crate::fetch::{Fetched, Fetcher};
 use crate::retry::RetryPolicy;
 use crate::token::{AccessToken, Timing, TokenData};
 
-/// Refresh when this little of the lifetime is left, or at half-life if that is later, so a
-/// one-day token is refreshed five minutes before it expires and a one-minute token after 30 s.
-const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
-/// Refresh times are spread by up to this share of the lifetime (and at most
-/// [`MAX_REFRESH_JITTER`]) so that many processes started together do not refresh together.
-const REFRESH_JITTER_SHARE: f64 = 0.05;
-const MAX_REFRESH_JITTER: Duration = Duration::from_secs(30);
-/// A token is not served in the last 1/20 of its life (at most 30 s): clocks drift and requests
-/// take time to reach the server. A six-second token is still served for 5.7 s.
-const EXPIRY_SAFETY_DIVISOR: u32 = 20;
-const MAX_EXPIRY_SAFETY: Duration = Duration::from_secs(30);
+use inflight::{Fetch, FetchLaunch, FetchTask, STALLED_FETCH, interrupted, is_current_thread};
+pub(crate) use timing::timing;
+
 /// After a failed background refresh, wait a quarter of the time the current token has left,
 /// within these bounds (and at least what the server asked for), before trying again: attempts
 /// thin out while there is time, and the server is not hammered however long an outage lasts.
@@ -78,12 +58,6 @@ const MAX_REFRESH_RETRY: Duration = Duration::from_secs(300);
 /// credentials gets the error without another request, yet a fixed secret (or a client ID that
 /// has just become active) is picked up soon.
 pub(crate) const CREDENTIALS_ERROR_MEMORY: Duration = Duration::from_secs(10);
-
-/// How long a spawned fetch may stay unstarted before another caller spawns it again on its own
-/// runtime. A task spawned on a runtime that is being driven starts within microseconds, so
-/// this only fires for a runtime nobody drives; firing needlessly costs one task that exits at
-/// once.
-const STALLED_FETCH: Duration = Duration::from_millis(250);
 
 /// Bit 0 of `hot`: the token of the current epoch may be served.
 const SERVABLE: u64 = 1;
@@ -142,47 +116,6 @@ enum Decision {
         fetch: Arc<Fetch>,
         launch: Option<FetchLaunch>,
     },
-}
-
-/// One fetch in flight: where its outcome is published, and which task runs it.
-struct Fetch {
-    /// The token or error, set once by the task that ends the fetch.
-    outcome: OnceLock<Result<AccessToken, Error>>,
-    /// Wakes the waiters once `outcome` is set.
-    published: Notify,
-    /// Whether the newest task for it was spawned on a current-thread runtime, which runs it
-    /// only while someone drives that runtime. Outside `claim`, so that the many waiters of a
-    /// cold start read it without taking a lock.
-    on_current_thread: AtomicBool,
-    claim: Mutex<Claim>,
-}
-
-/// Which task runs a fetch. Times are on the real monotonic clock: they measure task
-/// scheduling, not token lifetimes, so they do not follow a manual clock.
-struct Claim {
-    /// When a task for the fetch was last spawned.
-    spawned_at: Instant,
-    /// When the running task claimed the fetch, and its number.
-    claimed: Option<(Instant, u64)>,
-    /// Claims so far; a task's number tells whether the fetch is still its own.
-    claims: u64,
-}
-
-/// A fetch task decided under the lock, spawned after it is released: spawning on a runtime
-/// that is shutting down drops the task at once, and its drop takes the lock.
-struct FetchLaunch {
-    task: FetchTask,
-    runtime: Handle,
-}
-
-/// A task that runs a [`Fetch`] unless another task has it in hand. If it is dropped mid-fetch
-/// (its runtime shut down) while the fetch is still its own, its drop tells the waiters
-/// instead of leaving them hanging.
-struct FetchTask {
-    cache: Arc<Cache>,
-    fetch: Arc<Fetch>,
-    /// The number of its claim, while it runs the fetch.
-    claim: Option<u64>,
 }
 
 impl Cache {
@@ -322,74 +255,6 @@ impl Cache {
         (served, drive_refresh)
     }
 
-    /// Waits until the outcome of `fetch` is set. When the fetch was spawned on a
-    /// current-thread runtime, checks on a timer whether it stalled (see the module
-    /// documentation) and spawns it again on this caller's runtime if so.
-    async fn wait_for(self: &Arc<Self>, fetch: &Arc<Fetch>) {
-        loop {
-            let notified = fetch.published.notified();
-            let mut notified = std::pin::pin!(notified);
-            // Registered before the check, so a publication in between still wakes us.
-            notified.as_mut().enable();
-            if fetch.outcome.get().is_some() {
-                return;
-            }
-            // Checking needs a runtime with timers; without a runtime this caller could not
-            // spawn the fetch anyway.
-            let runtime = if fetch.on_current_thread.load(Ordering::Acquire) {
-                Handle::try_current().ok()
-            } else {
-                None
-            };
-            let Some(runtime) = runtime else {
-                notified.await;
-                continue;
-            };
-            tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep(STALLED_FETCH) => {
-                    let still_current = {
-                        let state = self.lock();
-                        state.inflight.as_ref().is_some_and(|current| Arc::ptr_eq(current, fetch))
-                    };
-                    if still_current
-                        && let Some(launch) = self.relaunch_if_stalled(fetch, Some(runtime))
-                    {
-                        launch.spawn();
-                    }
-                }
-            }
-        }
-    }
-
-    /// Spawns `fetch` again on `runtime` if it stalled: unclaimed [`STALLED_FETCH`] after it
-    /// was spawned, or claimed for longer than any fetch runs on a driven runtime.
-    fn relaunch_if_stalled(
-        self: &Arc<Self>,
-        fetch: &Arc<Fetch>,
-        runtime: Option<Handle>,
-    ) -> Option<FetchLaunch> {
-        let runtime = runtime?;
-        let mut claim = fetch.lock_claim();
-        let stalled = match claim.claimed {
-            None => claim.spawned_at.elapsed() >= STALLED_FETCH,
-            Some((at, _)) => at.elapsed() >= self.retry.deadline + STALLED_FETCH,
-        };
-        if !stalled {
-            return None;
-        }
-        claim.spawned_at = Instant::now();
-        fetch
-            .on_current_thread
-            .store(is_current_thread(&runtime), Ordering::Release);
-        drop(claim);
-        tracing::debug!("the token fetch stalled; spawning it again on this runtime");
-        Some(FetchLaunch {
-            task: FetchTask::new(Arc::clone(self), Arc::clone(fetch)),
-            runtime,
-        })
-    }
-
     /// Starts the background refresh if the token is in its refresh window, no fetch is in
     /// flight, and no failed attempt asked to wait. Without a runtime there is no refresh ahead;
     /// the token is served until it expires and the caller after that fetches.
@@ -483,16 +348,7 @@ impl Cache {
         runtime: Handle,
         reason: &'static str,
     ) -> (Arc<Fetch>, FetchLaunch) {
-        let fetch = Arc::new(Fetch {
-            outcome: OnceLock::new(),
-            published: Notify::new(),
-            on_current_thread: AtomicBool::new(is_current_thread(&runtime)),
-            claim: Mutex::new(Claim {
-                spawned_at: Instant::now(),
-                claimed: None,
-                claims: 0,
-            }),
-        });
+        let fetch = Arc::new(Fetch::new(&runtime));
         state.inflight = Some(Arc::clone(&fetch));
         tracing::debug!(reason, "starting a token fetch");
         let task = FetchTask::new(Arc::clone(self), Arc::clone(&fetch));
@@ -576,95 +432,6 @@ impl Cache {
             }
         }
     }
-
-    /// The fetch task was dropped mid-fetch: forget the fetch, so the next caller starts anew,
-    /// and make every thread look again.
-    fn abandon(&self, fetch: &Fetch) {
-        let mut state = self.lock();
-        if forget(&mut state, fetch) {
-            let servable = state.current.is_some();
-            self.publish(&mut state, servable);
-        }
-    }
-}
-
-impl FetchLaunch {
-    fn spawn(self) {
-        let span = tracing::info_span!("cells_auth.fetch");
-        self.runtime.spawn(self.task.run().instrument(span));
-    }
-}
-
-impl FetchTask {
-    fn new(cache: Arc<Cache>, fetch: Arc<Fetch>) -> Self {
-        Self {
-            cache,
-            fetch,
-            claim: None,
-        }
-    }
-
-    async fn run(mut self) {
-        let stale_claim = self.cache.retry.deadline + STALLED_FETCH;
-        {
-            let mut claim = self.fetch.lock_claim();
-            if claim
-                .claimed
-                .is_some_and(|(at, _)| at.elapsed() < stale_claim)
-            {
-                // Another task has it in hand.
-                return;
-            }
-            claim.claims += 1;
-            claim.claimed = Some((Instant::now(), claim.claims));
-            self.claim = Some(claim.claims);
-        }
-        let cache = Arc::clone(&self.cache);
-        let fetched = cache
-            .retry
-            .run(&cache.clock, || cache.fetcher.fetch_once())
-            .await;
-        // Published even if a later task took the claim over: any real outcome will do (the
-        // first one set stands).
-        let outcome = cache.complete(&self.fetch, fetched);
-        self.fetch.publish(outcome);
-        self.claim = None;
-    }
-}
-
-impl Drop for FetchTask {
-    fn drop(&mut self) {
-        // A task dropped before it claimed leaves the fetch for another task to start; one
-        // whose claim was taken over leaves it to that task.
-        let Some(number) = self.claim else { return };
-        let still_ours = self
-            .fetch
-            .lock_claim()
-            .claimed
-            .is_some_and(|(_, current)| current == number);
-        if still_ours {
-            self.cache.abandon(&self.fetch);
-            self.fetch.publish(Err(interrupted()));
-        }
-    }
-}
-
-impl Fetch {
-    /// Sets the outcome, unless one is set already, and wakes every waiter.
-    fn publish(&self, outcome: Result<AccessToken, Error>) {
-        // A second outcome (from a task that was taken over) is dropped: waiters read the first.
-        let _ = self.outcome.set(outcome);
-        self.published.notify_waiters();
-    }
-
-    fn lock_claim(&self) -> MutexGuard<'_, Claim> {
-        // Every write leaves the claim consistent, so a panic elsewhere does not spoil it.
-        self.claim.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-fn is_current_thread(runtime: &Handle) -> bool {
-    runtime.runtime_flavor() == RuntimeFlavor::CurrentThread
 }
 
 /// Clears the in-flight fetch if it is `fetch`; `true` if it was.
@@ -692,13 +459,6 @@ fn no_runtime() -> Error {
     Error::config("cells-auth needs a tokio runtime to fetch tokens")
 }
 
-fn interrupted() -> Error {
-    Error::Network {
-        message: "the token fetch was interrupted (its tokio runtime shut down)".to_owned(),
-        source: Arc::new(std::io::Error::other("token fetch task dropped")),
-    }
-}
-
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = self.lock();
@@ -708,45 +468,5 @@ impl std::fmt::Debug for Cache {
             .field("fetching", &state.inflight.is_some())
             .field("fetcher", &self.fetcher)
             .finish_non_exhaustive()
-    }
-}
-
-/// When to refresh and until when to serve a token of `lifetime` fetched at `started`. Every
-/// margin scales with the lifetime, so short-lived tokens are served for most of their life.
-pub(crate) fn timing(started: Instant, lifetime: Duration) -> Timing {
-    let refresh_after = (lifetime / 2).max(lifetime.saturating_sub(REFRESH_BEFORE_EXPIRY));
-    let jitter = lifetime
-        .mul_f64(REFRESH_JITTER_SHARE)
-        .min(MAX_REFRESH_JITTER)
-        .mul_f64(fastrand::f64());
-    let safety = (lifetime / EXPIRY_SAFETY_DIVISOR).min(MAX_EXPIRY_SAFETY);
-    Timing {
-        refresh_at: started + refresh_after.saturating_sub(jitter),
-        usable_until: started + lifetime.saturating_sub(safety),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_day_long_token_refreshes_minutes_before_expiry() {
-        let start = Instant::now();
-        let day = Duration::from_secs(86_399);
-        let timing = timing(start, day);
-        let refresh = timing.refresh_at - start;
-        assert!(refresh <= day - REFRESH_BEFORE_EXPIRY);
-        assert!(refresh >= day - REFRESH_BEFORE_EXPIRY - MAX_REFRESH_JITTER);
-        assert_eq!(timing.usable_until - start, day - MAX_EXPIRY_SAFETY);
-    }
-
-    #[test]
-    fn a_six_second_token_is_served_for_most_of_its_life() {
-        let start = Instant::now();
-        let timing = timing(start, Duration::from_secs(6));
-        assert_eq!(timing.usable_until - start, Duration::from_millis(5700));
-        let refresh = timing.refresh_at - start;
-        assert!(refresh <= Duration::from_secs(3) && refresh >= Duration::from_millis(2700));
     }
 }
