@@ -45,6 +45,14 @@
 //!   environment as reqwest handles them.
 //! - **Observability.** `tracing` spans and events for fetches, retries, refreshes and errors.
 //!
+//! # Runtime
+//! Fetches run on tokio: call [`CellsAuth::token`] from a runtime with the IO and time drivers
+//! enabled (`#[tokio::main]`, `Runtime::new()` and `Builder::enable_all()` all do). Any
+//! flavour works, including a current-thread runtime driven call by call with `block_on`:
+//! a fetch left on a runtime that nobody drives any more is taken over by the next caller's
+//! runtime. A cached token is served without any runtime; a fetch without one is an
+//! [`Error::Config`].
+//!
 //! # Features
 //! - `middleware`: `middleware::BearerAuth`, a `reqwest_middleware::Middleware` that adds the
 //!   token to requests for the API origin only, and retries a 401 once with a new token.

@@ -445,3 +445,46 @@ async fn a_fetch_stuck_midway_on_an_idle_runtime_is_taken_over() {
     assert_ne!(second.secret(), first.secret());
     idle.0.shutdown_background();
 }
+
+/// A fetch spawned on a runtime that has shut down is dropped before it starts; its waiters and
+/// the next callers must not wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_dropped_before_it_starts_does_not_strand_its_waiters() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let auth = provider(&server, &ManualClock::new());
+    let first = auth.token().await.unwrap();
+
+    let gone = {
+        let auth = auth.clone();
+        let first = first.clone();
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let handle = runtime.handle().clone();
+            runtime.shutdown_background();
+            // The invalidation spawns the new fetch on the runtime that is gone.
+            let _entered = handle.enter();
+            auth.invalidate(&first);
+        })
+    };
+    gone.await.unwrap();
+
+    let second = no_hang(auth.token()).await.unwrap();
+    assert_ne!(second.secret(), first.secret());
+    assert_eq!(server.request_count(), 2);
+}
+
+/// The deadline may be as long as a `Duration` goes; no time arithmetic may overflow.
+#[tokio::test]
+async fn the_longest_deadline_is_accepted() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let auth = support::builder(&server, &ManualClock::new())
+        .deadline(Duration::MAX)
+        .build()
+        .unwrap();
+    let token = no_hang(auth.token()).await.unwrap();
+    assert_eq!(token.secret(), server.issued_tokens()[0]);
+}

@@ -40,10 +40,13 @@ pub(super) struct Fetch {
     pub(super) outcome: OnceLock<Result<AccessToken, Error>>,
     /// Wakes the waiters once `outcome` is set.
     published: Notify,
-    /// Whether the newest task for it was spawned on a current-thread runtime, which runs it
-    /// only while someone drives that runtime. Outside `claim`, so that the many waiters of a
-    /// cold start read it without taking a lock.
+    /// Whether the task that runs it (or, before one claims it, the newest task spawned for it)
+    /// lives on a current-thread runtime, which runs it only while someone drives that runtime:
+    /// then waiters watch for a stall. Outside `claim`, so that the many waiters of a cold start
+    /// read it without taking a lock.
     on_current_thread: AtomicBool,
+    /// Set when its outcome is the error of a task dropped unfinished.
+    interrupted: AtomicBool,
     claim: Mutex<Claim>,
 }
 
@@ -56,6 +59,8 @@ struct Claim {
     claimed: Option<(Instant, u64)>,
     /// Claims so far; a task's number tells whether the fetch is still its own.
     claims: u64,
+    /// Tasks spawned so far; the newest one, if dropped unstarted, must tell the waiters.
+    launches: u64,
 }
 
 /// A fetch task decided under the lock, spawned after it is released: spawning on a runtime
@@ -71,6 +76,8 @@ pub(super) struct FetchLaunch {
 pub(super) struct FetchTask {
     cache: Arc<Cache>,
     fetch: Arc<Fetch>,
+    /// Its number among the tasks spawned for the fetch.
+    launch: u64,
     /// The number of its claim, while it runs the fetch.
     claim: Option<u64>,
 }
@@ -125,30 +132,44 @@ impl Cache {
     ) -> Option<FetchLaunch> {
         let runtime = runtime?;
         let mut claim = fetch.lock_claim();
+        // The outcome is set under the state lock before the fetch stops being the current one,
+        // so a fetch that has ended is never spawned again.
+        if fetch.outcome.get().is_some() || claim.spawned_at.elapsed() < STALLED_FETCH {
+            return None;
+        }
         let stalled = match claim.claimed {
-            None => claim.spawned_at.elapsed() >= STALLED_FETCH,
-            Some((at, _)) => at.elapsed() >= self.retry.deadline + STALLED_FETCH,
+            None => true,
+            Some((at, _)) => at.elapsed() >= self.stale_claim(),
         };
         if !stalled {
             return None;
         }
         claim.spawned_at = Instant::now();
+        claim.launches += 1;
+        let launch = claim.launches;
         fetch
             .on_current_thread
             .store(is_current_thread(&runtime), Ordering::Release);
         drop(claim);
         tracing::debug!("the token fetch stalled; spawning it again on this runtime");
         Some(FetchLaunch {
-            task: FetchTask::new(Arc::clone(self), Arc::clone(fetch)),
+            task: FetchTask::new(Arc::clone(self), Arc::clone(fetch), launch),
             runtime,
         })
     }
 
-    /// The fetch task was dropped mid-fetch: forget the fetch, so the next caller starts anew,
-    /// and make every thread look again.
-    pub(super) fn abandon(&self, fetch: &Fetch) {
+    /// How long after its claim a fetch is surely stuck: a fetch on a driven runtime ends by
+    /// its deadline. Saturating: the deadline may be set as long as `Duration::MAX`.
+    fn stale_claim(&self) -> Duration {
+        self.retry.deadline.saturating_add(STALLED_FETCH)
+    }
+
+    /// The fetch task was dropped without finishing and nobody else will: forget the fetch, so
+    /// the next caller starts anew, and make every thread look again.
+    pub(super) fn abandon(&self, fetch: &Fetch, outcome: Result<AccessToken, Error>) {
         let mut state = self.lock();
-        if forget(&mut state, fetch) {
+        // Under the state lock, like every outcome: see `complete`.
+        if fetch.outcome.set(outcome).is_ok() && forget(&mut state, fetch) {
             let servable = state.current.is_some();
             self.publish(&mut state, servable);
         }
@@ -163,79 +184,97 @@ impl FetchLaunch {
 }
 
 impl FetchTask {
-    pub(super) fn new(cache: Arc<Cache>, fetch: Arc<Fetch>) -> Self {
+    pub(super) fn new(cache: Arc<Cache>, fetch: Arc<Fetch>, launch: u64) -> Self {
         Self {
             cache,
             fetch,
+            launch,
             claim: None,
         }
     }
 
     pub(super) async fn run(mut self) {
-        let stale_claim = self.cache.retry.deadline + STALLED_FETCH;
+        let stale_claim = self.cache.stale_claim();
         {
             let mut claim = self.fetch.lock_claim();
-            if claim
+            let in_hand = claim
                 .claimed
-                .is_some_and(|(at, _)| at.elapsed() < stale_claim)
-            {
-                // Another task has it in hand.
+                .is_some_and(|(at, _)| at.elapsed() < stale_claim);
+            if in_hand || self.fetch.outcome.get().is_some() {
+                // Another task has it in hand, or it has ended.
                 return;
             }
             claim.claims += 1;
             claim.claimed = Some((Instant::now(), claim.claims));
             self.claim = Some(claim.claims);
         }
+        // Waiters watch for a stall when the task that runs the fetch lives on a current-thread
+        // runtime. If this one does and the newest spawn was elsewhere, wake the waiters so
+        // that they start watching: they may have gone to sleep without a timer.
+        let here = Handle::try_current().is_ok_and(|runtime| is_current_thread(&runtime));
+        if here && !self.fetch.on_current_thread.swap(here, Ordering::AcqRel) {
+            self.fetch.published.notify_waiters();
+        }
         let cache = Arc::clone(&self.cache);
         let fetched = cache
             .retry
             .run(&cache.clock, || cache.fetcher.fetch_once())
             .await;
-        // Published even if a later task took the claim over: any real outcome will do (the
-        // first one set stands).
-        let outcome = cache.complete(&self.fetch, fetched);
-        self.fetch.publish(outcome);
+        // The first outcome set stands; a task that was taken over and finishes late changes
+        // nothing.
+        if cache.complete(&self.fetch, fetched) {
+            self.fetch.published.notify_waiters();
+        }
         self.claim = None;
     }
 }
 
 impl Drop for FetchTask {
     fn drop(&mut self) {
-        // A task dropped before it claimed leaves the fetch for another task to start; one
-        // whose claim was taken over leaves it to that task.
-        let Some(number) = self.claim else { return };
-        let still_ours = self
-            .fetch
-            .lock_claim()
-            .claimed
-            .is_some_and(|(_, current)| current == number);
-        if still_ours {
-            self.cache.abandon(&self.fetch);
-            self.fetch.publish(Err(interrupted()));
+        if self.fetch.outcome.get().is_some() {
+            return;
+        }
+        // Dropped mid-fetch while the fetch is still its own (its runtime shut down), or
+        // dropped unstarted as the newest task spawned for an unclaimed fetch (spawned on a
+        // runtime that was shutting down): nobody else will end the fetch, so tell the waiters.
+        // Otherwise the task that took the fetch over, or a newer one, will.
+        let stranded = {
+            let claim = self.fetch.lock_claim();
+            match (self.claim, claim.claimed) {
+                (Some(ours), Some((_, current))) => ours == current,
+                (None, None) => self.launch == claim.launches,
+                _ => false,
+            }
+        };
+        if stranded {
+            // Before the outcome: a waiter that reads the outcome must see this too.
+            self.fetch.interrupted.store(true, Ordering::Release);
+            self.cache.abandon(&self.fetch, Err(interrupted()));
+            self.fetch.published.notify_waiters();
         }
     }
 }
 
 impl Fetch {
-    /// A fetch about to be spawned on `runtime`.
+    /// A fetch about to be spawned on `runtime` as its first task.
     pub(super) fn new(runtime: &Handle) -> Self {
         Self {
             outcome: OnceLock::new(),
             published: Notify::new(),
             on_current_thread: AtomicBool::new(is_current_thread(runtime)),
+            interrupted: AtomicBool::new(false),
             claim: Mutex::new(Claim {
                 spawned_at: Instant::now(),
                 claimed: None,
                 claims: 0,
+                launches: 1,
             }),
         }
     }
 
-    /// Sets the outcome, unless one is set already, and wakes every waiter.
-    pub(super) fn publish(&self, outcome: Result<AccessToken, Error>) {
-        // A second outcome (from a task that was taken over) is dropped: waiters read the first.
-        let _ = self.outcome.set(outcome);
-        self.published.notify_waiters();
+    /// Whether its outcome is the error of a task dropped unfinished (its runtime shut down).
+    pub(super) fn was_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::Acquire)
     }
 
     fn lock_claim(&self) -> MutexGuard<'_, Claim> {

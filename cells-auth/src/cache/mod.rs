@@ -148,35 +148,42 @@ impl Cache {
     /// The current token when [`cached`](Self::cached) had none for this thread: served,
     /// refreshed or fetched as the state says.
     pub(crate) async fn token_slow(self: &Arc<Self>) -> Result<AccessToken, Error> {
-        let (fetch, launch) = match self.decide(Handle::try_current().ok())? {
-            Decision::Serve {
-                token,
-                drive_refresh,
-            } => {
-                if drive_refresh {
-                    // A program that drives every call with `block_on` runs spawned tasks only
-                    // while its own future is pending: yielding once lets the refresh take a
-                    // step.
-                    tokio::task::yield_now().await;
+        // A second round only when the fetch this caller waited for was interrupted (its
+        // runtime shut down): that is no reason to fail a caller whose own runtime runs.
+        let mut rounds_left = 2;
+        loop {
+            rounds_left -= 1;
+            let (fetch, launch) = match self.decide(Handle::try_current().ok())? {
+                Decision::Serve {
+                    token,
+                    drive_refresh,
+                } => {
+                    if drive_refresh {
+                        // A program that drives every call with `block_on` runs spawned tasks
+                        // only while its own future is pending: yielding once lets the refresh
+                        // take a step.
+                        tokio::task::yield_now().await;
+                    }
+                    return Ok(token);
                 }
+                Decision::Wait { fetch, launch } => (fetch, launch),
+            };
+            if let Some(launch) = launch {
+                launch.spawn();
+            }
+            self.wait_for(&fetch).await;
+            // After the first waiter on this thread, the rest of a crowd find the token in the
+            // thread's slot: no lock, and no copy of the shared outcome.
+            if let Some(token) = self.cached() {
                 return Ok(token);
             }
-            Decision::Wait { fetch, launch } => (fetch, launch),
-        };
-        if let Some(launch) = launch {
-            launch.spawn();
-        }
-        self.wait_for(&fetch).await;
-        // After the first waiter on this thread, the rest of a crowd find the token in the
-        // thread's slot: no lock, and no copy of the shared outcome.
-        if let Some(token) = self.cached() {
-            return Ok(token);
-        }
-        match fetch.outcome.get() {
-            Some(Ok(token)) => Ok(self.remember_after_wait(token)),
-            Some(Err(error)) => Err(error.clone()),
-            // Unreachable: `wait_for` returns once the outcome is set.
-            None => Err(interrupted()),
+            match fetch.outcome.get() {
+                Some(Ok(token)) => return Ok(self.remember_after_wait(token)),
+                Some(Err(_)) if fetch.was_interrupted() && rounds_left > 0 => {}
+                Some(Err(error)) => return Err(error.clone()),
+                // Unreachable: `wait_for` returns once the outcome is set.
+                None => return Err(interrupted()),
+            }
         }
     }
 
@@ -351,17 +358,20 @@ impl Cache {
         let fetch = Arc::new(Fetch::new(&runtime));
         state.inflight = Some(Arc::clone(&fetch));
         tracing::debug!(reason, "starting a token fetch");
-        let task = FetchTask::new(Arc::clone(self), Arc::clone(&fetch));
+        let task = FetchTask::new(Arc::clone(self), Arc::clone(&fetch), 1);
         (fetch, FetchLaunch { task, runtime })
     }
 
-    /// Installs a fetched token, or decides what a failure means.
-    fn complete(
-        &self,
-        fetch: &Fetch,
-        fetched: Result<Fetched, Error>,
-    ) -> Result<AccessToken, Error> {
+    /// Installs a fetched token, or decides what a failure means, and sets the fetch's outcome;
+    /// the caller then wakes the waiters. All of it happens under the state lock, so that no
+    /// caller sees the fetch in flight once it has an outcome. Returns `false`, changing
+    /// nothing, when the fetch has an outcome already: this task was taken over (see
+    /// `inflight.rs`) and finished late, and the state is no longer its business.
+    fn complete(&self, fetch: &Fetch, fetched: Result<Fetched, Error>) -> bool {
         let mut state = self.lock();
+        if fetch.outcome.get().is_some() {
+            return false;
+        }
         forget(&mut state, fetch);
         let now = self.clock.now();
         let fetched = fetched.and_then(|fetched| {
@@ -392,13 +402,13 @@ impl Cache {
                 state.refresh_not_before = None;
                 self.publish(&mut state, true);
                 let generation = state.generation;
+                let _ = fetch.outcome.set(Ok(token));
                 drop(state);
                 tracing::info!(
                     generation,
                     lifetime_s = fetched.lifetime.as_secs(),
                     "token fetched"
                 );
-                Ok(token)
             }
             Err(error) => {
                 let usable_until = state
@@ -414,6 +424,7 @@ impl Cache {
                         .max(error.retry_after().unwrap_or_default());
                     state.refresh_not_before = Some(now + wait.min(left));
                     self.publish(&mut state, true);
+                    let _ = fetch.outcome.set(Err(error.clone()));
                     drop(state);
                     tracing::warn!(
                         error = %error,
@@ -425,12 +436,13 @@ impl Cache {
                     if error.is_credentials() {
                         state.rejected = Some((error.clone(), now));
                     }
+                    let _ = fetch.outcome.set(Err(error.clone()));
                     drop(state);
                     tracing::error!(error = %error, "no token: the fetch failed");
                 }
-                Err(error)
             }
         }
+        true
     }
 }
 
