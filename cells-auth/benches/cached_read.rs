@@ -30,7 +30,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderValue;
 
 mod support;
-use support::{is_benchmarking, median, verdict};
+use support::{config, is_benchmarking, median, verdict};
 
 /// Targets from the brief: a read on one thread costs at most this much.
 const TARGET_ONE_THREAD_NS: f64 = 20.0;
@@ -354,16 +354,9 @@ fn summary(caches: &Caches) {
     );
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(50)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = config(Duration::from_secs(3), 50);
     targets = bench_cached_read
 }
 criterion_main!(benches);

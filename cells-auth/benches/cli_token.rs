@@ -18,7 +18,7 @@ use cells_auth::testing::FakeTokenServer;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod support;
-use support::{is_benchmarking, median};
+use support::{config, is_benchmarking, median};
 
 /// Interleaved rounds for the printed medians.
 const SUMMARY_ROUNDS: usize = 41;
@@ -147,16 +147,9 @@ fn summary(bench: &Bench) {
     assert_eq!(requests, 2 * SUMMARY_ROUNDS, "a warm run made a request");
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = config(Duration::from_secs(5), 30);
     targets = bench_cli_token
 }
 criterion_main!(benches);

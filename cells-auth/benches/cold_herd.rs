@@ -19,7 +19,7 @@ use cells_auth::testing::{FakeTokenServer, Reply};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 
 mod support;
-use support::{is_benchmarking, median, verdict};
+use support::{config, is_benchmarking, median, verdict};
 
 /// Concurrent callers in one herd.
 const CALLERS: usize = 10_000;
@@ -285,16 +285,9 @@ fn summary(bench: &Bench) {
     );
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .sample_size(10)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = config(Duration::from_secs(5), 10);
     targets = bench_cold_herd
 }
 criterion_main!(benches);

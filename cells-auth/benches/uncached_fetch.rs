@@ -29,7 +29,7 @@ use cells_auth::testing::FakeTokenServer;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod support;
-use support::{is_benchmarking, median, verdict};
+use support::{config, is_benchmarking, median, verdict};
 
 /// Target from the brief: a fetch through `CellsAuth` takes at most this many times the raw POST.
 const TARGET_OVERHEAD: f64 = 1.10;
@@ -352,16 +352,9 @@ fn median_time(mut work: impl FnMut()) -> f64 {
     median(&samples)
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(30)
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = config(Duration::from_secs(3), 30);
     targets = bench_uncached_fetch
 }
 criterion_main!(benches);

@@ -2,6 +2,19 @@
 //! it prints its figures.
 #![allow(dead_code)] // Each benchmark uses a different subset.
 
+use std::time::Duration;
+
+use criterion::Criterion;
+
+/// Criterion's settings for a bench: a one-second warm-up, then `samples` samples over
+/// `measurement`.
+pub(crate) fn config(measurement: Duration, samples: usize) -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(measurement)
+        .sample_size(samples)
+}
+
 /// `cargo bench` passes `--bench`; `cargo test --benches` runs each benchmark once without it,
 /// as does `cargo bench -- --test`, and then a summary's extra seconds are not wanted.
 pub(crate) fn is_benchmarking() -> bool {
