@@ -18,7 +18,7 @@ use cells_auth::testing::FakeTokenServer;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 mod support;
-use support::{config, is_benchmarking, median};
+use support::{config, is_benchmarking, median, serving};
 
 /// Interleaved rounds for the printed medians.
 const SUMMARY_ROUNDS: usize = 41;
@@ -48,14 +48,7 @@ struct Bench {
 
 impl Bench {
     fn new() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let server = runtime
-            .block_on(FakeTokenServer::start())
-            .expect("fake token server");
+        let (runtime, server) = serving(Some(1));
         Self {
             server,
             cache_dir: tempfile::tempdir().expect("temporary cache directory"),

@@ -19,7 +19,7 @@ use cells_auth::testing::{FakeTokenServer, Reply};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 
 mod support;
-use support::{config, is_benchmarking, median, verdict};
+use support::{config, is_benchmarking, median, serving, verdict};
 
 /// Concurrent callers in one herd.
 const CALLERS: usize = 10_000;
@@ -61,14 +61,8 @@ enum Cache {
 
 impl Bench {
     fn new() -> Self {
-        // The default multi-thread runtime: a worker per core, as a server application has.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let server = runtime
-            .block_on(FakeTokenServer::start())
-            .expect("fake token server");
+        // A worker per core, as a server application has.
+        let (runtime, server) = serving(None);
         Self { runtime, server }
     }
 

@@ -157,16 +157,14 @@ pub(crate) fn validate(
     }
     // A bearer token is one run of visible characters (RFC 6750 section 2.1); a space or
     // control character would split or break the `Authorization` header.
-    if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
-        return Err(invalid(
-            "the access_token holds spaces or characters that cannot be sent in a header",
-        ));
-    }
-    let Some(header) = crate::token::bearer_header(token) else {
-        return Err(invalid(
-            "the access_token holds characters that cannot be sent in a header",
-        ));
-    };
+    let header = token
+        .bytes()
+        .all(|byte| byte.is_ascii_graphic())
+        .then(|| crate::token::bearer_header(token))
+        .flatten()
+        .ok_or_else(|| {
+            invalid("the access_token holds spaces or characters that cannot be sent in a header")
+        })?;
     if let Some(kind) = token_type.as_deref()
         && !kind.eq_ignore_ascii_case("bearer")
     {

@@ -15,7 +15,6 @@ use secrecy::{ExposeSecret, SecretString};
 #[derive(Clone)]
 pub struct AccessToken(Arc<TokenData>);
 
-#[derive(Clone)]
 pub(crate) struct TokenData {
     pub(crate) secret: SecretString,
     /// `Bearer <token>`, built once per token and marked sensitive so that HTTP libraries
@@ -71,11 +70,19 @@ impl AccessToken {
     /// thread keeps its own copy so that cached reads, and clones of the header, on different
     /// cores never write to the same cache line.
     pub(crate) fn detached_copy(&self) -> Self {
-        let mut data = TokenData::clone(&self.0);
-        if let Some(header) = bearer_header(self.secret()) {
-            data.header = header;
-        }
-        Self::new(data)
+        let data = &self.0;
+        // `from_bytes` copies into a buffer of its own; it cannot fail on a valid header's
+        // bytes, and sharing the buffer would only cost the isolation, not correctness.
+        let mut header =
+            HeaderValue::from_bytes(data.header.as_bytes()).unwrap_or_else(|_| data.header.clone());
+        header.set_sensitive(true);
+        Self::new(TokenData {
+            secret: data.secret.clone(),
+            header,
+            expires_at: data.expires_at,
+            timing: data.timing,
+            generation: data.generation,
+        })
     }
 }
 

@@ -4,7 +4,22 @@
 
 use std::time::Duration;
 
+use cells_auth::testing::FakeTokenServer;
 use criterion::Criterion;
+
+/// A multi-thread runtime with `workers` worker threads (one per core when `None`) and a
+/// `FakeTokenServer` running on it; keep the runtime alive while the server is used.
+pub(crate) fn serving(workers: Option<usize>) -> (tokio::runtime::Runtime, FakeTokenServer) {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
+    let server = runtime
+        .block_on(FakeTokenServer::start())
+        .expect("fake token server");
+    (runtime, server)
+}
 
 /// Criterion's settings for a bench: a one-second warm-up, then `samples` samples over
 /// `measurement`.

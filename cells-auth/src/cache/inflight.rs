@@ -114,7 +114,7 @@ impl Cache {
                         state.inflight.as_ref().is_some_and(|current| Arc::ptr_eq(current, fetch))
                     };
                     if still_current
-                        && let Some(launch) = self.relaunch_if_stalled(fetch, Some(runtime))
+                        && let Some(launch) = self.relaunch_if_stalled(fetch, Some(&runtime))
                     {
                         launch.spawn();
                     }
@@ -128,7 +128,7 @@ impl Cache {
     pub(super) fn relaunch_if_stalled(
         self: &Arc<Self>,
         fetch: &Arc<Fetch>,
-        runtime: Option<Handle>,
+        runtime: Option<&Handle>,
     ) -> Option<FetchLaunch> {
         let runtime = runtime?;
         let mut claim = fetch.lock_claim();
@@ -149,12 +149,12 @@ impl Cache {
         let launch = claim.launches;
         fetch
             .on_current_thread
-            .store(is_current_thread(&runtime), Ordering::Release);
+            .store(is_current_thread(runtime), Ordering::Release);
         drop(claim);
         tracing::debug!("the token fetch stalled; spawning it again on this runtime");
         Some(FetchLaunch {
             task: FetchTask::new(Arc::clone(self), Arc::clone(fetch), launch),
-            runtime,
+            runtime: runtime.clone(),
         })
     }
 

@@ -194,7 +194,7 @@ impl Cache {
         let now = self.clock.now();
         if let Some(token) = state.current.clone() {
             if now < token.data().timing.usable_until {
-                let (token, drive_refresh) = self.serve(state, &token, now, runtime);
+                let (token, drive_refresh) = self.serve(state, &token, now, runtime.as_ref());
                 return Ok(Decision::Serve {
                     token,
                     drive_refresh,
@@ -213,7 +213,7 @@ impl Cache {
         let (fetch, launch) = match &state.inflight {
             Some(fetch) => {
                 let fetch = Arc::clone(fetch);
-                let launch = self.relaunch_if_stalled(&fetch, runtime);
+                let launch = self.relaunch_if_stalled(&fetch, runtime.as_ref());
                 (fetch, launch)
             }
             None => {
@@ -233,17 +233,17 @@ impl Cache {
         mut state: MutexGuard<'_, State>,
         token: &AccessToken,
         now: Instant,
-        runtime: Option<Handle>,
+        runtime: Option<&Handle>,
     ) -> (AccessToken, bool) {
         let timing = token.data().timing;
-        let mut launch = self.refresh_if_due(&mut state, now, runtime.clone());
+        let mut launch = self.refresh_if_due(&mut state, now, runtime);
         if launch.is_none()
             && let Some(fetch) = &state.inflight
         {
-            launch = self.relaunch_if_stalled(fetch, runtime.clone());
+            launch = self.relaunch_if_stalled(fetch, runtime);
         }
         let refreshing = state.inflight.is_some();
-        let drive_refresh = refreshing && runtime.as_ref().is_some_and(is_current_thread);
+        let drive_refresh = refreshing && runtime.is_some_and(is_current_thread);
         let look_again_at = if drive_refresh {
             // Come back on every call: each one moves the refresh forward.
             now
@@ -269,13 +269,13 @@ impl Cache {
         self: &Arc<Self>,
         state: &mut State,
         now: Instant,
-        runtime: Option<Handle>,
+        runtime: Option<&Handle>,
     ) -> Option<FetchLaunch> {
         let token = state.current.as_ref()?;
         if now < refresh_point(state, token.data().timing) || state.inflight.is_some() {
             return None;
         }
-        let (_, launch) = self.prepare_fetch(state, runtime?, "refresh ahead of expiry");
+        let (_, launch) = self.prepare_fetch(state, runtime?.clone(), "refresh ahead of expiry");
         Some(launch)
     }
 
