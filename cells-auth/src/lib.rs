@@ -75,6 +75,7 @@ mod error;
 mod fetch;
 mod retry;
 mod scrub;
+pub mod store;
 mod tls;
 mod token;
 
