@@ -95,6 +95,11 @@ impl CellsAuthBuilder {
     /// Allows a plain `http://` base URL on a non-loopback host: a self-hosted server on a
     /// private network. The credentials then cross the network unencrypted. Loopback addresses
     /// (`127.0.0.1`, `[::1]`, `localhost`) are always allowed.
+    ///
+    /// Plain-http token requests bypass any proxy set in the environment (`HTTP_PROXY`,
+    /// `ALL_PROXY`, ...): the form body carries the client secret, and a proxy would receive it
+    /// in clear text. To send them through a proxy anyway, hand a client configured for it to
+    /// [`http_client`](Self::http_client).
     pub fn allow_insecure_http(mut self, allow: bool) -> Self {
         self.allow_insecure_http = allow;
         self
@@ -157,9 +162,7 @@ impl CellsAuthBuilder {
                     connect_timeout: self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
                     request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
                     extra_roots,
-                    // A proxy from the environment would carry a loopback request, credentials
-                    // in clear text, off the machine (or to its own loopback).
-                    use_env_proxy: !url_is_loopback(&base_url),
+                    use_env_proxy: env_proxy_allowed(&base_url),
                 })?
             }
         };
@@ -253,6 +256,13 @@ pub(crate) fn validate_base_url(raw: &str, allow_insecure_http: bool) -> Result<
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
+/// Whether token requests to `base_url` (already validated) may go through a proxy from the
+/// environment: only over HTTPS, where the proxy sees an encrypted tunnel, and not to this
+/// machine, where a proxy would carry the request off it.
+fn env_proxy_allowed(base_url: &str) -> bool {
+    base_url.starts_with("https://") && !url_is_loopback(base_url)
+}
+
 /// `true` when `url` (already validated) points at this machine.
 pub(crate) fn url_is_loopback(url: &str) -> bool {
     reqwest::Url::parse(url)
@@ -298,6 +308,17 @@ mod tests {
         }
         let error = validate_base_url("https://user:hunter2@api.aspose.cloud", false).unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn plain_http_token_requests_never_use_an_environment_proxy() {
+        assert!(env_proxy_allowed("https://api.aspose.cloud/v4.0"));
+        // The secret would reach the proxy in clear text.
+        assert!(!env_proxy_allowed("http://cells.internal/v4.0"));
+        assert!(!env_proxy_allowed("http://10.0.0.7:8080/v4.0"));
+        // A proxy would carry a loopback request off the machine.
+        assert!(!env_proxy_allowed("https://127.0.0.1:8443/v4.0"));
+        assert!(!env_proxy_allowed("http://localhost/v4.0"));
     }
 
     #[test]

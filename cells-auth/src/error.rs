@@ -12,6 +12,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why a token could not be had.
 ///
+/// Match on the variants to react, and read their fields by name; every variant is
+/// `#[non_exhaustive]`, so a field added later does not break your code (write `..` in
+/// patterns). The fields cannot be set outside this crate:
+///
+/// ```compile_fail
+/// fn status(error: &cells_auth::Error) -> u16 {
+///     match error {
+///         cells_auth::Error::CredentialsRejected { status, code, description } => *status,
+///         _ => 0,
+///     }
+/// }
+/// ```
+///
+/// ```
+/// fn status(error: &cells_auth::Error) -> Option<u16> {
+///     match error {
+///         cells_auth::Error::CredentialsRejected { status, .. } => Some(*status),
+///         _ => error.status(),
+///     }
+/// }
+/// ```
+///
 /// The variants let a program tell apart what it can fix (configuration, credentials) from
 /// what may pass by itself ([`Error::is_transient`]). `Error` is `Clone` because one token
 /// request answers every caller waiting for it.
@@ -19,6 +41,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The token endpoint rejected the credentials (HTTP 400 or 401). Never retried.
+    #[non_exhaustive]
     CredentialsRejected {
         /// The HTTP status.
         status: u16,
@@ -30,6 +53,7 @@ pub enum Error {
     },
     /// The service is unavailable or rate limiting (429, 500, 502, 503, 504) and stayed so
     /// until the retries ran out.
+    #[non_exhaustive]
     ServiceUnavailable {
         /// The HTTP status of the last answer.
         status: u16,
@@ -38,6 +62,7 @@ pub enum Error {
     },
     /// The request could not be sent or its answer not received (connection refused or reset,
     /// TLS failure, DNS), and retries ran out.
+    #[non_exhaustive]
     Network {
         /// What failed, without URLs.
         message: String,
@@ -45,11 +70,13 @@ pub enum Error {
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
     /// No answer arrived within the configured deadline.
+    #[non_exhaustive]
     Timeout {
         /// The deadline that passed.
         after: Duration,
     },
     /// The server answered, but not with a usable token response.
+    #[non_exhaustive]
     InvalidResponse {
         /// The HTTP status.
         status: u16,
@@ -59,6 +86,7 @@ pub enum Error {
         excerpt: String,
     },
     /// The provider is misconfigured; nothing was sent.
+    #[non_exhaustive]
     Config {
         /// What to fix.
         message: String,
@@ -66,6 +94,13 @@ pub enum Error {
     /// The provider was built with [`CellsAuth::no_auth`](crate::CellsAuth::no_auth): a
     /// self-hosted server without authentication. There is no token to give.
     NoAuth,
+    /// The token fetch panicked: a bug in code it ran, such as a user-supplied HTTP client's
+    /// connector or redirect policy. Not retried.
+    #[non_exhaustive]
+    Panicked {
+        /// The panic's message, scrubbed of secrets.
+        message: String,
+    },
 }
 
 impl Error {
@@ -110,6 +145,37 @@ impl Error {
         Self::Config {
             message: message.into(),
         }
+    }
+
+    pub(crate) fn invalid_response(status: u16, reason: impl Into<String>) -> Self {
+        Self::InvalidResponse {
+            status,
+            reason: reason.into(),
+            excerpt: String::new(),
+        }
+    }
+
+    /// The same error with the wait that is left: a remembered rate limit tells each caller
+    /// how long it still lasts. Other kinds are returned as they are.
+    pub(crate) fn with_retry_after(&self, left: Duration) -> Self {
+        match self {
+            Self::ServiceUnavailable { status, .. } => Self::ServiceUnavailable {
+                status: *status,
+                retry_after: Some(left),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// A panic caught in a fetch, with its message (when it has one) scrubbed of `secrets`.
+    pub(crate) fn panicked(payload: &(dyn std::any::Any + Send), secrets: &[&str]) -> Self {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .map(|text| crate::scrub::excerpt(text.as_bytes(), secrets))
+            .unwrap_or_else(|| "(no message)".to_owned());
+        Self::Panicked { message }
     }
 }
 
@@ -178,6 +244,11 @@ impl fmt::Display for Error {
             Self::NoAuth => f.write_str(
                 "this provider was built for a server without authentication (no_auth) and has \
                  no token; send requests without an Authorization header",
+            ),
+            Self::Panicked { message } => write!(
+                f,
+                "the token fetch panicked ({message}); this is a bug in the HTTP client or code \
+                 it runs, not a network problem"
             ),
         }
     }

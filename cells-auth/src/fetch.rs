@@ -4,14 +4,14 @@
 //! and maps every possible outcome to a lifetime or a typed [`Error`].
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cells_auth_gen::types::{AccessTokenRequest, AccessTokenResponse, ExpiresIn, GrantType};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Moment};
 use crate::error::Error;
 use crate::scrub::{excerpt, scrub};
 
@@ -35,7 +35,7 @@ pub(crate) struct Fetched {
     pub(crate) lifetime: Duration,
     /// Taken just before the request was sent: the lifetime counts from here, so network
     /// latency shortens the token's life in our books rather than lengthening it.
-    pub(crate) started: Instant,
+    pub(crate) started: Moment,
     pub(crate) started_system: SystemTime,
 }
 
@@ -88,6 +88,11 @@ impl Fetcher {
             }
             Err(error) => Err(self.map_error(error).await),
         }
+    }
+
+    /// The error for a panic caught in a fetch, its message scrubbed of the secret.
+    pub(crate) fn panicked(&self, payload: &(dyn std::any::Any + Send)) -> Error {
+        Error::panicked(payload, &[self.client_secret.expose_secret()])
     }
 
     async fn map_error(&self, error: cells_auth_gen::Error<cells_auth_gen::ByteStream>) -> Error {

@@ -1,5 +1,9 @@
 //! Retries around one token request: exponential backoff with full jitter, `Retry-After`
 //! honoured, everything inside one overall deadline.
+//!
+//! Not `reqwest::retry`: the generated client takes a plain `reqwest::Client`, whose retry
+//! policy would also apply to the user's own requests when they hand us their client, and it
+//! neither reads `Retry-After` nor shares one deadline across attempts and waits.
 
 use std::future::Future;
 use std::time::Duration;
@@ -43,12 +47,14 @@ impl RetryPolicy {
                     after: self.deadline,
                 });
             };
-            let outcome = match tokio::time::timeout(remaining, attempt()).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(Error::Timeout {
-                    after: self.deadline,
-                }),
-            };
+            let outcome = clock
+                .timeout(remaining, attempt())
+                .await
+                .unwrap_or_else(|| {
+                    Err(Error::Timeout {
+                        after: self.deadline,
+                    })
+                });
             let error = match outcome {
                 Ok(value) => return Ok(value),
                 Err(error) => error,

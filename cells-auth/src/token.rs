@@ -2,10 +2,12 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::clock::Moment;
 
 /// A bearer token for Aspose.Cells Cloud, from [`CellsAuth::token`](crate::CellsAuth::token).
 ///
@@ -27,13 +29,14 @@ pub(crate) struct TokenData {
     pub(crate) generation: u64,
 }
 
-/// When the cache acts on a token, on the provider's monotonic clock.
+/// When the cache acts on a token, on the provider's expiry clock (which counts suspended
+/// time: see `clock.rs`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
     /// Start refreshing in the background from here on.
-    pub(crate) refresh_at: Instant,
+    pub(crate) refresh_at: Moment,
     /// Serve it until here; after this callers wait for a new one.
-    pub(crate) usable_until: Instant,
+    pub(crate) usable_until: Moment,
 }
 
 impl AccessToken {

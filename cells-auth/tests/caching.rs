@@ -86,7 +86,11 @@ async fn concurrent_callers_share_one_failure_too() {
 async fn refresh_ahead_serves_the_old_token_while_the_new_one_is_fetched() {
     let server = FakeTokenServer::start().await.unwrap(); // one-hour tokens
     let clock = ManualClock::new();
-    let auth = provider(&server, &clock);
+    // Request timeouts follow the manual clock: the held refresh must outlast the 190 s below.
+    let auth = support::builder(&server, &clock)
+        .deadline(HOUR)
+        .build()
+        .unwrap();
     let old = auth.token().await.unwrap();
 
     let gate = Gate::new();
@@ -412,16 +416,13 @@ async fn a_fetch_left_unstarted_on_an_idle_runtime_is_taken_over() {
     idle.shutdown_background();
 }
 
-/// The same when the idle runtime started the fetch before it stopped being driven: once the
-/// fetch has run past its deadline, another runtime takes it over.
+/// The same when the idle runtime started a refresh before it stopped being driven: a caller
+/// that needs a token does not wait for a refresh that only an idle runtime would run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fetch_stuck_midway_on_an_idle_runtime_is_taken_over() {
     let server = FakeTokenServer::start().await.unwrap();
     let clock = ManualClock::new();
-    let auth = support::builder(&server, &clock)
-        .deadline(Duration::from_millis(500))
-        .build()
-        .unwrap();
+    let auth = provider(&server, &clock);
     let first = auth.token().await.unwrap();
     clock.advance(HOUR - Duration::from_secs(150));
 
@@ -487,4 +488,52 @@ async fn the_longest_deadline_is_accepted() {
         .unwrap();
     let token = no_hang(auth.token()).await.unwrap();
     assert_eq!(token.secret(), server.issued_tokens()[0]);
+}
+
+/// Monotonic clocks stop while a laptop or VM sleeps; a token that expired during a suspend
+/// must not be served after the resume.
+#[tokio::test]
+async fn a_token_that_expired_during_a_suspend_is_not_served() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    let auth = provider(&server, &clock);
+    let before = auth.token().await.unwrap();
+    // Cached on this thread, then the machine sleeps for two hours.
+    assert_eq!(auth.token().await.unwrap().secret(), before.secret());
+    clock.suspend(2 * HOUR);
+    let after = auth.token().await.unwrap();
+    assert_ne!(after.secret(), before.secret());
+    assert_eq!(server.request_count(), 2);
+}
+
+/// Aspose locks a client ID out for ten minutes (429, `Retry-After: 600`) after five failed
+/// requests; asking again before then only prolongs the lockout.
+#[tokio::test]
+async fn a_rate_limit_lockout_is_remembered_until_it_ends() {
+    let server = FakeTokenServer::start().await.unwrap();
+    let clock = ManualClock::new();
+    server.push_reply(Reply::status(429).header("retry-after", "600"));
+    let auth = provider(&server, &clock);
+    let first = auth.token().await.unwrap_err();
+    assert_eq!(first.status(), Some(429));
+    assert_eq!(first.retry_after(), Some(Duration::from_secs(600)));
+
+    // A thousand calls over the next minute: not one request, and each caller learns how long
+    // the lockout still lasts.
+    let mut last_wait = Duration::from_secs(600);
+    for _ in 0..1000 {
+        clock.advance(Duration::from_millis(60));
+        let error = auth.token().await.unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        let wait = error.retry_after().expect("the remaining wait");
+        assert!(wait <= last_wait && !wait.is_zero(), "{wait:?}");
+        last_wait = wait;
+    }
+    assert_eq!(last_wait, Duration::from_secs(540));
+    assert_eq!(server.request_count(), 1);
+
+    // Once it has passed, the next caller asks again.
+    clock.advance(Duration::from_secs(540));
+    auth.token().await.unwrap();
+    assert_eq!(server.request_count(), 2);
 }

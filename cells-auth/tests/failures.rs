@@ -129,6 +129,7 @@ async fn a_401_is_a_credentials_error_too() {
         status,
         code,
         description,
+        ..
     } = &error
     else {
         panic!("expected a credentials error, got {error:?}");

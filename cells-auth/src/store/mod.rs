@@ -56,8 +56,11 @@ pub trait TokenStore: fmt::Debug + Send + Sync {
     /// `Some` when this caller now holds it, `None` when someone else does. The lock must free
     /// itself if its holder dies: after `lease` at the latest (a Redis lease), or when the
     /// process ends (an OS file lock).
-    fn try_lock<'a>(&'a self, key: &'a StoreKey, lease: Duration)
-    -> StoreFuture<'a, Option<StoreLock>>;
+    fn try_lock<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        lease: Duration,
+    ) -> StoreFuture<'a, Option<StoreLock>>;
 }
 
 /// A name in a store: lower-case hex derived by cells-auth from the credentials under a
@@ -72,6 +75,7 @@ impl StoreKey {
         &self.0
     }
 
+    #[allow(dead_code, reason = "used once the provider derives store names")]
     pub(crate) fn from_hex(hex: String) -> Self {
         debug_assert!(hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
         Self(hex)

@@ -64,6 +64,11 @@ pub(crate) enum CliError {
         /// The whole time the command had.
         after: Duration,
     },
+    /// The whole run took longer than `--timeout` while this process was fetching.
+    Timeout {
+        /// The whole time the command had.
+        after: Duration,
+    },
     /// A local operation failed.
     Io {
         /// What was being done.
@@ -80,9 +85,9 @@ impl CliError {
             Self::Io { .. } => EXIT_LOCAL_FAILURE,
             Self::Auth(error) if error.is_credentials() => EXIT_CREDENTIALS,
             Self::RecentFailure(FailureKind::Credentials) => EXIT_CREDENTIALS,
-            Self::RecentFailure(FailureKind::Unavailable) | Self::OutOfTime { .. } => {
-                EXIT_UNAVAILABLE
-            }
+            Self::RecentFailure(FailureKind::Unavailable)
+            | Self::OutOfTime { .. }
+            | Self::Timeout { .. } => EXIT_UNAVAILABLE,
             Self::Auth(error)
                 if error.is_config() || matches!(error, cells_auth::Error::NoAuth) =>
             {
@@ -125,6 +130,11 @@ impl fmt::Display for CliError {
                 f,
                 "no token within {:.1}s: another cells-auth process was getting one for the \
                  same credentials all that time; if it is stuck, end it or pass --no-cache",
+                after.as_secs_f64()
+            ),
+            Self::Timeout { after } => write!(
+                f,
+                "no token within {:.1}s; the Aspose Cloud token service or the network is slow",
                 after.as_secs_f64()
             ),
             Self::Io { action, source } => write!(f, "{action}: {source}"),
@@ -193,8 +203,7 @@ fn token(args: TokenArgs) -> Result<(), CliError> {
     };
     let token = match cache {
         None => {
-            let left = time_left(deadline)
-                .ok_or_else(|| CliError::Auth(cells_auth::Error::Timeout { after: timeout }))?;
+            let left = time_left(deadline).ok_or(CliError::Timeout { after: timeout })?;
             fetch(left)?
         }
         Some(cache) => {
@@ -245,9 +254,7 @@ fn request_token(builder: CellsAuthBuilder, timeout: Duration) -> Result<CachedT
     let token = runtime
         .block_on(auth.token())
         .map_err(|error| match error {
-            cells_auth::Error::Timeout { .. } => {
-                CliError::Auth(cells_auth::Error::Timeout { after: timeout })
-            }
+            cells_auth::Error::Timeout { .. } => CliError::Timeout { after: timeout },
             other => CliError::Auth(other),
         })?;
     Ok(CachedToken {
@@ -322,47 +329,70 @@ fn print(text: &str) -> Result<(), CliError> {
 mod tests {
     use super::*;
 
+    /// The error a provider returns after the fake server answers with `replies`.
+    fn library_error(replies: &[cells_auth::testing::Reply]) -> cells_auth::Error {
+        use cells_auth::testing::{FakeTokenServer, ManualClock};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let server = FakeTokenServer::start().await.unwrap();
+            for reply in replies {
+                server.push_reply(reply.clone());
+            }
+            CellsAuth::builder()
+                .client_id(FakeTokenServer::CLIENT_ID)
+                .client_secret(FakeTokenServer::CLIENT_SECRET)
+                .base_url(server.base_url())
+                // Retry pauses complete at once on a manual clock.
+                .clock(&ManualClock::new())
+                .build()
+                .unwrap()
+                .token()
+                .await
+                .unwrap_err()
+        })
+    }
+
+    fn rejected() -> cells_auth::Error {
+        library_error(&[cells_auth::testing::Reply::oauth_error(
+            400,
+            "invalid_client",
+        )])
+    }
+
+    fn unavailable() -> cells_auth::Error {
+        library_error(&vec![cells_auth::testing::Reply::status(503); 5])
+    }
+
     #[test]
     fn library_errors_map_to_documented_exit_codes() {
-        let rejected = cells_auth::Error::CredentialsRejected {
-            status: 400,
-            code: Some("invalid_client".to_owned()),
-            description: None,
-        };
-        let unavailable = cells_auth::Error::ServiceUnavailable {
-            status: 503,
-            retry_after: None,
-        };
-        let timeout = cells_auth::Error::Timeout {
+        let config = CellsAuth::builder().build().unwrap_err();
+        assert_eq!(CliError::Auth(rejected()).exit_code(), 3);
+        assert_eq!(CliError::Auth(unavailable()).exit_code(), 4);
+        let timeout = CliError::Timeout {
             after: Duration::from_secs(1),
         };
-        let config = CellsAuth::builder().build().unwrap_err();
-        assert_eq!(CliError::Auth(rejected).exit_code(), 3);
-        assert_eq!(CliError::Auth(unavailable).exit_code(), 4);
-        assert_eq!(CliError::Auth(timeout).exit_code(), 4);
+        assert_eq!(timeout.exit_code(), 4);
         assert_eq!(CliError::Auth(config).exit_code(), 2);
         assert_eq!(CliError::Config("x".to_owned()).exit_code(), 2);
     }
 
     #[test]
     fn failures_shared_through_the_cache_keep_their_exit_codes() {
-        let rejected = CliError::Auth(cells_auth::Error::CredentialsRejected {
-            status: 401,
-            code: None,
-            description: None,
-        });
-        let timeout = CliError::Auth(cells_auth::Error::Timeout {
+        // A process's own timeout says nothing about the service: it is not shared, so it
+        // cannot make other processes with longer timeouts give up.
+        let timeout = CliError::Timeout {
             after: Duration::from_secs(1),
-        });
-        let invalid = CliError::Auth(cells_auth::Error::InvalidResponse {
-            status: 200,
-            reason: "no token".to_owned(),
-            excerpt: String::new(),
-        });
+        };
         for (error, shared) in [
-            (rejected, Some(FailureKind::Credentials)),
-            (timeout, Some(FailureKind::Unavailable)),
-            (invalid, None),
+            (CliError::Auth(rejected()), Some(FailureKind::Credentials)),
+            (
+                CliError::Auth(unavailable()),
+                Some(FailureKind::Unavailable),
+            ),
+            (timeout, None),
             (CliError::Config("x".to_owned()), None),
         ] {
             assert_eq!(error.shared_failure(), shared, "{error}");

@@ -1,7 +1,8 @@
 //! When to refresh a token and until when to serve it: every margin scales with its lifetime.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::clock::Moment;
 use crate::token::Timing;
 
 /// Refresh when this little of the lifetime is left, or at half-life if that is later, so a
@@ -18,7 +19,7 @@ const MAX_EXPIRY_SAFETY: Duration = Duration::from_secs(30);
 
 /// When to refresh and until when to serve a token of `lifetime` fetched at `started`. Every
 /// margin scales with the lifetime, so short-lived tokens are served for most of their life.
-pub(crate) fn timing(started: Instant, lifetime: Duration) -> Timing {
+pub(crate) fn schedule(started: Moment, lifetime: Duration) -> Timing {
     let refresh_after = (lifetime / 2).max(lifetime.saturating_sub(REFRESH_BEFORE_EXPIRY));
     let jitter = lifetime
         .mul_f64(REFRESH_JITTER_SHARE)
@@ -37,21 +38,27 @@ mod tests {
 
     #[test]
     fn a_day_long_token_refreshes_minutes_before_expiry() {
-        let start = Instant::now();
+        let start = Moment::from_elapsed(Duration::from_secs(1000));
         let day = Duration::from_secs(86_399);
-        let timing = timing(start, day);
-        let refresh = timing.refresh_at - start;
+        let timing = schedule(start, day);
+        let refresh = timing.refresh_at.saturating_duration_since(start);
         assert!(refresh <= day - REFRESH_BEFORE_EXPIRY);
         assert!(refresh >= day - REFRESH_BEFORE_EXPIRY - MAX_REFRESH_JITTER);
-        assert_eq!(timing.usable_until - start, day - MAX_EXPIRY_SAFETY);
+        assert_eq!(
+            timing.usable_until.saturating_duration_since(start),
+            day - MAX_EXPIRY_SAFETY
+        );
     }
 
     #[test]
     fn a_six_second_token_is_served_for_most_of_its_life() {
-        let start = Instant::now();
-        let timing = timing(start, Duration::from_secs(6));
-        assert_eq!(timing.usable_until - start, Duration::from_millis(5700));
-        let refresh = timing.refresh_at - start;
+        let start = Moment::from_elapsed(Duration::from_secs(1000));
+        let timing = schedule(start, Duration::from_secs(6));
+        assert_eq!(
+            timing.usable_until.saturating_duration_since(start),
+            Duration::from_millis(5700)
+        );
+        let refresh = timing.refresh_at.saturating_duration_since(start);
         assert!(refresh <= Duration::from_secs(3) && refresh >= Duration::from_millis(2700));
     }
 }
