@@ -99,9 +99,12 @@ impl CellsAuth {
         }
     }
 
-    /// Reports that the server rejected `token` (HTTP 401). The provider stops serving it and
-    /// fetches a new one; however many callers report the same token, it refreshes once.
-    /// A token that was already replaced is ignored.
+    /// Reports that the server rejected `token` (HTTP 401). The provider stops serving it, and
+    /// the next [`token`](Self::token) call fetches a new one; however many callers report the
+    /// same token, it refreshes once. A token that was already replaced is ignored, and so is
+    /// a report, within a minute, of the token that replaced an invalidated one: when a fresh
+    /// token is refused too, the refusal is not the token's fault (a missing subscription, say),
+    /// and fetching again for every request would only load the rate-limited token endpoint.
     pub fn invalidate(&self, token: &AccessToken) {
         if let Mode::Token(cache) = &self.mode {
             cache.invalidate(token);

@@ -47,7 +47,7 @@ use crate::token::{AccessToken, Timing};
 use flight::{Boarding, Flight, FlightSlot, Landing, Pilot};
 use outcome::Latch;
 use read::ReadPath;
-pub(crate) use schedule::schedule;
+use schedule::timing_for;
 
 /// How long a rejection of the credentials is remembered: a crowd of callers with bad
 /// credentials gets the error without another request, yet a fixed secret (or a client ID that

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::flight::{Flight, Landing};
-use super::{CREDENTIALS_ERROR_MEMORY, Cache, State, schedule};
+use super::{CREDENTIALS_ERROR_MEMORY, Cache, State, timing_for};
 use crate::clock::Moment;
 use crate::error::Error;
 use crate::fetch::Fetched;
@@ -197,7 +197,7 @@ struct Arrived {
 
 /// Schedules a fetched token, refusing one that is already past use.
 fn check_arrival(fetched: Fetched, now: Moment) -> Result<Arrived, Error> {
-    let timing = schedule(fetched.started, fetched.lifetime);
+    let timing = timing_for(fetched.started, fetched.lifetime);
     if now >= timing.usable_until {
         return Err(Error::invalid_response(
             200,

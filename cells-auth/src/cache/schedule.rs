@@ -19,7 +19,7 @@ const MAX_EXPIRY_SAFETY: Duration = Duration::from_secs(30);
 
 /// When to refresh and until when to serve a token of `lifetime` fetched at `started`. Every
 /// margin scales with the lifetime, so short-lived tokens are served for most of their life.
-pub(crate) fn schedule(started: Moment, lifetime: Duration) -> Timing {
+pub(crate) fn timing_for(started: Moment, lifetime: Duration) -> Timing {
     let refresh_after = (lifetime / 2).max(lifetime.saturating_sub(REFRESH_BEFORE_EXPIRY));
     let jitter = lifetime
         .mul_f64(REFRESH_JITTER_SHARE)
@@ -40,7 +40,7 @@ mod tests {
     fn a_day_long_token_refreshes_minutes_before_expiry() {
         let start = Moment::from_elapsed(Duration::from_secs(1000));
         let day = Duration::from_secs(86_399);
-        let timing = schedule(start, day);
+        let timing = timing_for(start, day);
         let refresh = timing.refresh_at.saturating_duration_since(start);
         assert!(refresh <= day - REFRESH_BEFORE_EXPIRY);
         assert!(refresh >= day - REFRESH_BEFORE_EXPIRY - MAX_REFRESH_JITTER);
@@ -53,7 +53,7 @@ mod tests {
     #[test]
     fn a_six_second_token_is_served_for_most_of_its_life() {
         let start = Moment::from_elapsed(Duration::from_secs(1000));
-        let timing = schedule(start, Duration::from_secs(6));
+        let timing = timing_for(start, Duration::from_secs(6));
         assert_eq!(
             timing.usable_until.saturating_duration_since(start),
             Duration::from_millis(5700)

@@ -29,7 +29,7 @@ pub async fn settle() {
     }
 }
 
-/// Advances `clock` and lets the cache's timers act on it.
+/// Advances `clock` and lets the tasks it wakes (request timeouts on the manual clock) run.
 pub async fn advance(clock: &ManualClock, by: Duration) {
     clock.advance(by);
     settle().await;
