@@ -45,13 +45,12 @@
 //! ```
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use http::Extensions;
 use http::header::AUTHORIZATION;
 use reqwest::{Request, Response, StatusCode, Url};
 use reqwest_middleware::{Middleware, Next};
+use url::Origin;
 
 use crate::CellsAuth;
 use crate::config::validate_base_url;
@@ -85,17 +84,9 @@ pub use reqwest_middleware;
 #[derive(Clone)]
 pub struct BearerAuth {
     auth: CellsAuth,
+    /// The scheme, host and port whose requests may carry the token: always a tuple origin,
+    /// with the scheme's default port filled in, as `tuple_origin` makes it.
     origin: Origin,
-}
-
-/// The scheme, host and port of a URL: what decides whether a request may carry the token.
-#[derive(Clone, PartialEq, Eq)]
-struct Origin {
-    scheme: String,
-    /// As the `url` crate serialises it: lower-case, IPv6 in brackets.
-    host: String,
-    /// The explicit port, or the scheme's default.
-    port: u16,
 }
 
 impl BearerAuth {
@@ -105,7 +96,7 @@ impl BearerAuth {
     pub fn new(auth: CellsAuth) -> Self {
         // `CellsAuth` only holds base URLs that `validate_base_url` accepted: absolute http(s)
         // URLs with a host, so they always have an origin.
-        let origin = Origin::of(auth.base_url())
+        let origin = tuple_origin(auth.base_url())
             .expect("CellsAuth::base_url is a validated http(s) URL with a host");
         Self { auth, origin }
     }
@@ -132,14 +123,14 @@ impl BearerAuth {
                  endpoint uses https; use https so that tokens are not sent unencrypted"
             )));
         }
-        let origin = Origin::of(&checked)
+        let origin = tuple_origin(&checked)
             .ok_or_else(|| Error::config(format!("the API URL {api_url:?} has no origin")))?;
         Ok(Self { auth, origin })
     }
 
     /// The origin whose requests get the token, such as `https://api.aspose.cloud`.
     pub fn api_origin(&self) -> String {
-        self.origin.to_string()
+        self.origin.ascii_serialization()
     }
 
     /// The provider the tokens come from.
@@ -150,7 +141,7 @@ impl BearerAuth {
     fn should_authenticate(&self, request: &Request) -> bool {
         !self.auth.is_no_auth()
             && !request.headers().contains_key(AUTHORIZATION)
-            && self.origin.matches(request.url())
+            && same_origin(&self.origin, request.url())
     }
 
     async fn authenticate(
@@ -176,7 +167,7 @@ impl BearerAuth {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        if !self.origin.matches(response.url()) {
+        if !same_origin(&self.origin, response.url()) {
             // The client below followed a redirect to another origin, which got no token (the
             // client drops the header) and refused the request on its own account: the token
             // is fine, and replacing it would cost a fetch for every such request.
@@ -208,69 +199,47 @@ impl BearerAuth {
     }
 }
 
+#[async_trait::async_trait]
 impl Middleware for BearerAuth {
-    // `Middleware` is declared through `#[async_trait]`; this is the signature that macro would
-    // write, spelled out so that cells-auth needs no proc-macro dependency for one method.
-    fn handle<'this, 'ext, 'next, 'fut>(
-        &'this self,
+    async fn handle(
+        &self,
         request: Request,
-        extensions: &'ext mut Extensions,
-        next: Next<'next>,
-    ) -> Pin<Box<dyn Future<Output = reqwest_middleware::Result<Response>> + Send + 'fut>>
-    where
-        'this: 'fut,
-        'ext: 'fut,
-        'next: 'fut,
-        Self: 'fut,
-    {
-        Box::pin(self.authenticate(request, extensions, next))
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        self.authenticate(request, extensions, next).await
     }
 }
 
 impl fmt::Debug for BearerAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BearerAuth")
-            .field("api_origin", &format_args!("{}", self.origin))
+            .field("api_origin", &self.origin.ascii_serialization())
             .field("auth", &self.auth)
             .finish()
     }
 }
 
-impl Origin {
-    fn of(url: &str) -> Option<Self> {
-        let url = Url::parse(url).ok()?;
-        Some(Self {
-            scheme: url.scheme().to_owned(),
-            host: url.host_str()?.to_owned(),
-            port: url.port_or_known_default()?,
-        })
-    }
-
-    /// Compares without allocating; both sides went through the same URL parser, so equal
-    /// origins serialise equally.
-    fn matches(&self, url: &Url) -> bool {
-        url.scheme() == self.scheme
-            && url.host_str() == Some(self.host.as_str())
-            && url.port_or_known_default() == Some(self.port)
-    }
-
-    fn default_port(&self) -> Option<u16> {
-        match self.scheme.as_str() {
-            "http" => Some(80),
-            "https" => Some(443),
-            _ => None,
-        }
-    }
+/// The origin of `url` when it has a scheme, host and port (`http` and `https` URLs do);
+/// `None` for a URL that does not parse or whose origin is opaque.
+fn tuple_origin(url: &str) -> Option<Origin> {
+    let origin = Url::parse(url).ok()?.origin();
+    origin.is_tuple().then_some(origin)
 }
 
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.host)?;
-        if self.default_port() != Some(self.port) {
-            write!(f, ":{}", self.port)?;
-        }
-        Ok(())
-    }
+/// Whether `url` has the tuple origin `origin`: for `http` and `https` URLs what
+/// `url.origin() == *origin` says, but without allocating, since this runs for every request.
+/// Both sides went through the same URL parser, so equal hosts are equal strings (lower-case,
+/// IPv6 in brackets), and `port_or_known_default` resolves default ports as [`Url::origin`]
+/// does. Unlike `Url::origin`, a `blob:` URL never matches: its scheme is not the origin's.
+fn same_origin(origin: &Origin, url: &Url) -> bool {
+    let Origin::Tuple(scheme, host, port) = origin else {
+        // An opaque origin equals no other; `BearerAuth` never holds one.
+        return false;
+    };
+    url.scheme() == scheme
+        && url.host().is_some_and(|url_host| url_host == *host)
+        && url.port_or_known_default() == Some(*port)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use cells_auth::CellsAuth;
 use cells_auth::middleware::BearerAuth;
-use cells_auth::testing::FakeTokenServer;
+use cells_auth::testing::{FakeTokenServer, ManualClock};
 use reqwest::StatusCode;
 use reqwest_middleware::ClientWithMiddleware;
 
@@ -219,6 +219,53 @@ async fn a_second_401_is_returned_without_another_retry() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(api.authorizations().len(), 2, "the request and one retry");
     assert_eq!(server.request_count(), 2, "the first token and one refresh");
+}
+
+#[tokio::test]
+async fn an_api_that_always_answers_401_costs_at_most_one_refresh() {
+    // An API that refuses every token, as one does for an account without a subscription: a
+    // refresh cannot cure that, so sequential 401s must not each cost a token request.
+    const REQUESTS: usize = 50;
+    let server = FakeTokenServer::start().await.unwrap();
+    let api = FakeApi::start().await;
+    api.reject_all();
+    // Frozen time: every request falls within the window in which the provider ignores a
+    // report of a token that an earlier report made it fetch, whatever the machine's speed.
+    let clock = ManualClock::new();
+    let auth = CellsAuth::builder()
+        .client_id(FakeTokenServer::CLIENT_ID)
+        .client_secret(FakeTokenServer::CLIENT_SECRET)
+        .base_url(server.base_url())
+        .clock(&clock)
+        .build()
+        .unwrap();
+    let client = client_for(&auth, &api);
+
+    for request in 0..REQUESTS {
+        let response = client
+            .get(api.url("/cells/storage/disc"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "request {request} gets the API's answer"
+        );
+    }
+
+    assert!(
+        server.request_count() <= 2,
+        "{} token requests for {REQUESTS} sequential 401s: expected the first token and at \
+         most one refresh",
+        server.request_count()
+    );
+    // Each request reached the API, and a replay happened only after a refresh.
+    let seen = api.authorizations().len();
+    assert!(
+        (REQUESTS..=REQUESTS + 1).contains(&seen),
+        "{seen} API requests for {REQUESTS} calls"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

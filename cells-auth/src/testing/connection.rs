@@ -2,30 +2,41 @@
 //!
 //! Written on raw sockets rather than a server framework so that faults a framework would
 //! refuse to produce (a body cut short, a trickle, a silent hang-up) are one line each.
+//!
+//! What to answer is decided by the caller's `answer` function (the server's state), so this
+//! module knows the wire and nothing of the server: `server` uses it, not the other way round.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::RecordedRequest;
-use super::reply::RawReply;
-use super::server::{Action, Shared};
+use super::reply::{Gate, RawReply};
 
 /// Request heads larger than this are refused; real token requests are a few hundred bytes.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Request bodies larger than this are refused.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub(crate) async fn serve<S>(mut stream: S, shared: &Shared) -> std::io::Result<()>
+/// What a connection does with one request.
+pub(crate) enum Action {
+    Send(RawReply),
+    Close,
+}
+
+/// Serves requests on `stream` until the peer closes it: each request goes to `answer`, which
+/// records it and returns a delay, a gate to wait for, and what to do.
+pub(crate) async fn serve<S, F>(mut stream: S, answer: F) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
+    F: Fn(RecordedRequest) -> (Duration, Option<Gate>, Action),
 {
     let mut buffer = Vec::with_capacity(4096);
     loop {
         let Some(request) = read_request(&mut stream, &mut buffer).await? else {
             return Ok(());
         };
-        let (delay, gate, action) = shared.answer(request);
+        let (delay, gate, action) = answer(request);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }

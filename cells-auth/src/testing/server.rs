@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::RecordedRequest;
+use super::connection::{self, Action};
 use super::reply::{Gate, RawReply, Reply, ReplyKind};
 
 /// The path the server answers, below any base-URL prefix (`/v4.0`, `/v3.0`, ...).
@@ -64,7 +65,7 @@ pub struct FakeTokenServerBuilder {
     tls: Option<(String, String)>,
 }
 
-pub(crate) struct Shared {
+struct Shared {
     client_id: String,
     client_secret: String,
     expires_in: i64,
@@ -139,12 +140,6 @@ impl State {
     fn counts(&self) -> (usize, usize, usize) {
         (self.requests.len(), self.issued.len(), self.replies.len())
     }
-}
-
-/// What a connection does with one request.
-pub(crate) enum Action {
-    Send(RawReply),
-    Close,
 }
 
 impl FakeTokenServer {
@@ -275,12 +270,13 @@ async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, share
                 connections.spawn(async move {
                     // A connection or handshake error ends that connection only; the client
                     // sees it.
+                    let answer = |request| shared.answer(request);
                     let _ = match acceptor {
                         Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok(stream) => super::connection::serve(stream, &shared).await,
+                            Ok(stream) => connection::serve(stream, answer).await,
                             Err(error) => Err(error),
                         },
-                        None => super::connection::serve(stream, &shared).await,
+                        None => connection::serve(stream, answer).await,
                     };
                 });
             }
@@ -297,7 +293,7 @@ impl Shared {
     }
 
     /// Records `request` and decides the answer: the next queued reply, or a token.
-    pub(crate) fn answer(&self, request: RecordedRequest) -> (Duration, Option<Gate>, Action) {
+    fn answer(&self, request: RecordedRequest) -> (Duration, Option<Gate>, Action) {
         let (reply, action) = {
             let mut state = self.lock();
             let reply = state.replies.pop_front().unwrap_or_else(Reply::token);

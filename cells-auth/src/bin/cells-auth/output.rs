@@ -1,5 +1,7 @@
 //! What `cells-auth token` prints: the three output formats and RFC 3339 timestamps.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use serde::Serialize;
 
 /// How `cells-auth token` prints the token.
@@ -45,52 +47,18 @@ pub(crate) fn render(format: Format, token: &str, expires_at_unix: u64, now_unix
 }
 
 /// The latest instant RFC 3339's four-digit years can express, 9999-12-31T23:59:59Z. A server
-/// could announce an absurd lifetime; the output stays well-formed.
+/// could announce an absurd lifetime; the output stays well-formed. The clamp also keeps
+/// `to_string` from panicking: `humantime` returns a formatting error for later instants.
 const MAX_RFC3339_UNIX: u64 = 253_402_300_799;
 
 /// Formats seconds since the Unix epoch as RFC 3339 in UTC, such as `2026-11-25T17:00:00Z`.
 pub(crate) fn rfc3339_utc(unix_seconds: u64) -> String {
-    let seconds = unix_seconds.min(MAX_RFC3339_UNIX);
-    let days = seconds / 86_400;
-    let of_day = seconds % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01, by Howard Hinnant's
-/// `civil_from_days`: shift the calendar so that years start on 1 March (the leap day then
-/// ends a year), split into 400-year eras of 146 097 days, and read the year, month and day
-/// from the day of the era. Only days on or after the epoch occur here, so unsigned
-/// arithmetic suffices.
-fn civil_from_days(days_since_epoch: u64) -> (u64, u64, u64) {
-    // 719 468 days separate 0000-03-01 from 1970-01-01.
-    let shifted = days_since_epoch + 719_468;
-    let era = shifted / 146_097;
-    let day_of_era = shifted % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Months counted from March: 0 is March, 11 is February.
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    let instant = UNIX_EPOCH + Duration::from_secs(unix_seconds.min(MAX_RFC3339_UNIX));
+    humantime::format_rfc3339_seconds(instant).to_string()
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
-
     use super::*;
 
     #[test]
@@ -104,9 +72,9 @@ mod tests {
         assert_eq!(rfc3339_utc(u64::MAX), "9999-12-31T23:59:59Z");
     }
 
-    /// Cross-checks the calendar arithmetic against `httpdate`'s independent implementation,
-    /// every 9 999 999 seconds (an odd step, so every time of day and month comes up) from 1970
-    /// to beyond 2200.
+    /// Cross-checks `humantime` against `httpdate`'s independent calendar, every 9 999 999
+    /// seconds (an odd step, so every time of day and month comes up) from 1970 to beyond 2200:
+    /// the CLI tests read `expires_at` back through `httpdate`, so the two must agree.
     #[test]
     fn rfc3339_agrees_with_httpdate() {
         const MONTHS: [&str; 12] = [
