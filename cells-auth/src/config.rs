@@ -12,7 +12,9 @@ use crate::cache::Cache;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::fetch::Fetcher;
+use crate::fleet::Fleet;
 use crate::retry::RetryPolicy;
+use crate::store::TokenStore;
 use crate::tls::{TransportOptions, build_client, parse_pem_certificates};
 
 /// Aspose Cloud's API, version 4.0. `https://api.aspose.cloud/v3.0` serves tokens too.
@@ -51,6 +53,7 @@ pub struct CellsAuthBuilder {
     connect_timeout: Option<Duration>,
     request_timeout: Option<Duration>,
     deadline: Option<Duration>,
+    store: Option<Arc<dyn TokenStore>>,
     clock: Clock,
 }
 
@@ -123,6 +126,35 @@ impl CellsAuthBuilder {
         self
     }
 
+    /// Shares tokens with other processes through `store`: a [`FileStore`](crate::store::FileStore)
+    /// for the processes of one machine, a `RedisStore` (feature `redis`) across machines, or
+    /// your own [`TokenStore`].
+    ///
+    /// The provider's in-memory cache stays in front: a cached `token()` never touches the
+    /// store. When this process would fetch, it first reads the store and adopts a token there
+    /// with enough life left; otherwise one process of the fleet fetches, under the store's
+    /// lock, and the others adopt its token. Entries are encrypted and authenticated with a key
+    /// derived from the client secret. The store is an optimisation, never a dependency: when
+    /// it fails or is slow, the provider fetches on its own and logs a warning. Building the
+    /// provider does not touch the store.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), cells_auth::Error> {
+    /// use cells_auth::store::FileStore;
+    ///
+    /// let auth = cells_auth::CellsAuth::builder()
+    ///     .client_id("my-client-id")
+    ///     .client_secret("my-client-secret")
+    ///     .store(FileStore::new("/var/cache/my-app/cells-auth")?)
+    ///     .build()?;
+    /// # let _ = auth;
+    /// # Ok(()) }
+    /// ```
+    pub fn store(mut self, store: impl TokenStore + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
     /// Runs the provider on a manual clock (tests only).
     #[cfg(feature = "testing")]
     pub fn clock(mut self, clock: &crate::testing::ManualClock) -> Self {
@@ -167,8 +199,11 @@ impl CellsAuthBuilder {
             }
         };
         let client = cells_auth_gen::Client::new_with_client(&base_url, http_client);
+        let fleet = self
+            .store
+            .map(|store| Fleet::new(store, &base_url, &client_id, &client_secret));
         let fetcher = Fetcher::new(client, client_id, client_secret, self.clock.clone());
-        let cache = Cache::new(fetcher, RetryPolicy { deadline }, self.clock);
+        let cache = Cache::new(fetcher, RetryPolicy { deadline }, self.clock, fleet);
         Ok(CellsAuth::with_cache(Arc::new(cache), base_url))
     }
 
@@ -211,6 +246,7 @@ impl fmt::Debug for CellsAuthBuilder {
             )
             .field("base_url", &self.base_url)
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }

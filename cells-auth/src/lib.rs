@@ -88,6 +88,7 @@ mod clock;
 mod config;
 mod error;
 mod fetch;
+mod fleet;
 mod retry;
 mod scrub;
 pub mod store;

@@ -41,6 +41,7 @@ use tracing::Instrument as _;
 use crate::clock::{Clock, FastDeadline, Moment};
 use crate::error::Error;
 use crate::fetch::Fetcher;
+use crate::fleet::{Fleet, Obtained};
 use crate::retry::RetryPolicy;
 use crate::token::{AccessToken, Timing};
 
@@ -68,6 +69,8 @@ pub(crate) struct Cache {
     fetcher: Fetcher,
     retry: RetryPolicy,
     clock: Clock,
+    /// The token store shared with other processes, if any.
+    fleet: Option<Fleet>,
 }
 
 #[derive(Default)]
@@ -85,6 +88,11 @@ struct State {
     refresh_not_before: Option<Moment>,
     /// When an invalidation last took effect.
     last_invalidation: Option<Moment>,
+    /// The store's sealed entry for the current token, if it came from or went to the store.
+    stored: Option<Vec<u8>>,
+    /// The store's entry for an invalidated token: the next fetch removes it from the store
+    /// if it is still there, so the fleet refreshes once.
+    forget_stored: Option<Vec<u8>>,
 }
 
 /// What the slow path does next.
@@ -101,13 +109,19 @@ enum Decision {
 }
 
 impl Cache {
-    pub(crate) fn new(fetcher: Fetcher, retry: RetryPolicy, clock: Clock) -> Self {
+    pub(crate) fn new(
+        fetcher: Fetcher,
+        retry: RetryPolicy,
+        clock: Clock,
+        fleet: Option<Fleet>,
+    ) -> Self {
         Self {
             read: ReadPath::default(),
             state: Mutex::new(State::default()),
             fetcher,
             retry,
             clock,
+            fleet,
         }
     }
 
@@ -262,10 +276,7 @@ impl Cache {
     /// connector or redirect policy) is caught and reported as what it is.
     async fn fly(self: Arc<Self>, pilot: Pilot) {
         let span = tracing::info_span!("cells_auth.fetch");
-        let fetch = self
-            .retry
-            .run(&self.clock, || self.fetcher.fetch_once())
-            .instrument(span);
+        let fetch = self.obtain().instrument(span);
         let fetched = CatchUnwind(Box::pin(fetch))
             .await
             .unwrap_or_else(|panic| Err(self.fetcher.panicked(panic.as_ref())));
@@ -277,6 +288,27 @@ impl Cache {
         if let Some(report) = report {
             report.log();
         }
+    }
+
+    /// One fetch: from the server, or through the token store when there is one.
+    async fn obtain(&self) -> Result<Obtained, Error> {
+        let Some(fleet) = &self.fleet else {
+            let fetched = self
+                .retry
+                .run(&self.clock, || self.fetcher.fetch_once())
+                .await?;
+            return Ok(Obtained {
+                fetched,
+                stored: None,
+            });
+        };
+        let forget = self.lock().forget_stored.take();
+        fleet
+            .obtain(&self.clock, self.retry.deadline, forget, |left| {
+                let retry = RetryPolicy { deadline: left };
+                async move { retry.run(&self.clock, || self.fetcher.fetch_once()).await }
+            })
+            .await
     }
 
     /// A pilot whose drop, before it lands its flight, abandons the flight.
@@ -319,6 +351,7 @@ impl Cache {
             });
             if !too_soon {
                 state.current = None;
+                state.forget_stored = state.stored.take();
                 state.last_invalidation = Some(now);
                 self.publish(&mut state, false);
             }

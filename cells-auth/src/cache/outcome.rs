@@ -13,6 +13,7 @@ use super::{CREDENTIALS_ERROR_MEMORY, Cache, State, timing_for};
 use crate::clock::Moment;
 use crate::error::Error;
 use crate::fetch::Fetched;
+use crate::fleet::Obtained;
 use crate::token::{AccessToken, TokenData};
 
 /// After a failed refresh, wait a quarter of the time the current token has left, within these
@@ -65,7 +66,7 @@ impl Cache {
     pub(super) fn land(
         &self,
         flight: &Arc<Flight>,
-        fetched: Result<Fetched, Error>,
+        fetched: Result<Obtained, Error>,
     ) -> Option<Report> {
         let mut state = self.lock();
         // Every landing happens under this lock, so this check and the landing below are one
@@ -75,7 +76,7 @@ impl Cache {
         }
         state.flight.clear_if(flight);
         let now = self.clock.now();
-        match fetched.and_then(|fetched| check_arrival(fetched, now)) {
+        match fetched.and_then(|obtained| check_arrival(obtained, now)) {
             Ok(fetched) => {
                 let (token, report) = self.install(&mut state, fetched);
                 flight.land(Landing::Token(token));
@@ -91,8 +92,13 @@ impl Cache {
 
     /// Makes a fetched token the current one.
     fn install(&self, state: &mut State, fetched: Arrived) -> (AccessToken, Report) {
-        let Arrived { fetched, timing } = fetched;
+        let Arrived {
+            fetched,
+            stored,
+            timing,
+        } = fetched;
         state.generation += 1;
+        state.stored = stored;
         let token = AccessToken::new(TokenData {
             secret: fetched.secret,
             header: fetched.header,
@@ -192,11 +198,13 @@ impl Report {
 /// A fetched token with its schedule.
 struct Arrived {
     fetched: Fetched,
+    stored: Option<Vec<u8>>,
     timing: crate::token::Timing,
 }
 
 /// Schedules a fetched token, refusing one that is already past use.
-fn check_arrival(fetched: Fetched, now: Moment) -> Result<Arrived, Error> {
+fn check_arrival(obtained: Obtained, now: Moment) -> Result<Arrived, Error> {
+    let Obtained { fetched, stored } = obtained;
     let timing = timing_for(fetched.started, fetched.lifetime);
     if now >= timing.usable_until {
         return Err(Error::invalid_response(
@@ -205,5 +213,9 @@ fn check_arrival(fetched: Fetched, now: Moment) -> Result<Arrived, Error> {
              latency",
         ));
     }
-    Ok(Arrived { fetched, timing })
+    Ok(Arrived {
+        fetched,
+        stored,
+        timing,
+    })
 }

@@ -26,15 +26,7 @@ use std::time::Duration;
 mod file;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        unused_imports,
-        reason = "the cache adopts sealed entries in a later change"
-    )
-)]
-mod seal;
+pub(crate) mod seal;
 
 pub use file::FileStore;
 #[cfg(feature = "redis")]
@@ -84,7 +76,6 @@ impl StoreKey {
         &self.0
     }
 
-    #[allow(dead_code, reason = "used once the provider derives store names")]
     pub(crate) fn from_hex(hex: String) -> Self {
         debug_assert!(hex.bytes().all(|byte| byte.is_ascii_hexdigit()));
         Self(hex)
