@@ -7,11 +7,15 @@
 mod clock;
 mod connection;
 mod recorded;
+#[cfg(feature = "redis")]
+mod redis_server;
 mod reply;
 mod server;
 
 pub use clock::ManualClock;
 pub(crate) use clock::ManualState;
 pub use recorded::RecordedRequest;
+#[cfg(feature = "redis")]
+pub use redis_server::{RedisServer, store_key};
 pub use reply::{Gate, Reply};
 pub use server::{FakeTokenServer, FakeTokenServerBuilder};
