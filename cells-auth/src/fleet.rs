@@ -398,3 +398,51 @@ fn latch_error(kind: LatchKind, left: Duration) -> Error {
 fn time_left(clock: &Clock, started: Moment, deadline: Duration) -> Duration {
     deadline.saturating_sub(clock.now().saturating_duration_since(started))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn entry(issued_at: SystemTime, lifetime: Duration) -> TokenEntry {
+        TokenEntry {
+            token: SecretString::from("token"),
+            expires_at: issued_at + lifetime,
+            issued_at,
+        }
+    }
+
+    #[test]
+    fn the_skew_allowance_comes_off_the_life_left() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let fresh = entry(now, HOUR);
+        assert_eq!(adoptable(&fresh, now), Some(HOUR - CLOCK_SKEW_ALLOWANCE));
+        // Written by a machine whose clock is a few seconds ahead: still adopted, and never
+        // for longer than its whole lifetime.
+        let ahead = entry(now + Duration::from_secs(5), HOUR);
+        assert_eq!(adoptable(&ahead, now), Some(HOUR - Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_clock_far_behind_the_writers_adopts_nothing() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // This reader's clock is an hour behind (or was stepped back an hour): the entry looks
+        // issued in the future, and what is left of it cannot be trusted.
+        let future = entry(now + HOUR, HOUR);
+        assert_eq!(adoptable(&future, now), None);
+    }
+
+    #[test]
+    fn a_token_near_its_end_is_not_adopted() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // Four minutes left of an hour: less than the reuse margin.
+        let old = entry(now - (HOUR - Duration::from_secs(240)), HOUR);
+        assert_eq!(adoptable(&old, now), None);
+        // A short-lived token needs half its life left.
+        let short = entry(now - Duration::from_secs(20), Duration::from_secs(60));
+        assert_eq!(adoptable(&short, now), Some(Duration::from_secs(30)));
+        let expired = entry(now - 2 * HOUR, HOUR);
+        assert_eq!(adoptable(&expired, now), None);
+    }
+}

@@ -334,4 +334,43 @@ mod redis {
         second.token().await.unwrap();
         assert_eq!(server.request_count(), 3);
     }
+
+    /// A provider on a real clock (store timeouts must really pass) that shares `redis`.
+    fn on_redis(server: &FakeTokenServer, redis: &RedisServer) -> CellsAuth {
+        CellsAuth::builder()
+            .client_id(FakeTokenServer::CLIENT_ID)
+            .client_secret(FakeTokenServer::CLIENT_SECRET)
+            .base_url(server.base_url())
+            .store(cells_auth::store::RedisStore::new(&redis.url()).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frozen_redis_is_no_dependency() {
+        let redis = RedisServer::start();
+        let server = FakeTokenServer::start().await.unwrap();
+        redis.pause();
+        // Each store operation gives up after its short timeout; the calls still succeed.
+        let first = on_redis(&server, &redis);
+        let second = on_redis(&server, &redis);
+        first.token().await.unwrap();
+        second.token().await.unwrap();
+        redis.resume();
+        assert_eq!(server.request_count(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_redis_is_no_dependency() {
+        let redis = RedisServer::start();
+        let server = FakeTokenServer::start().await.unwrap();
+        redis.fill_up();
+        let first = on_redis(&server, &redis);
+        let second = on_redis(&server, &redis);
+        first.token().await.unwrap();
+        second.token().await.unwrap();
+        // Nothing could be written, so each fetched its own.
+        assert_eq!(server.request_count(), 2);
+        assert!(redis.keys().is_empty(), "{:?}", redis.keys());
+    }
 }

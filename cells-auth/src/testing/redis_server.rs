@@ -130,6 +130,51 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (`SIGSTOP`): it keeps its port and accepts connections, but answers
+    /// nothing until [`resume`](Self::resume), like a Redis stalled by a long command or a
+    /// saturated host.
+    ///
+    /// # Panics
+    /// When the server is not running or the signal cannot be sent.
+    #[cfg(unix)]
+    pub fn pause(&self) {
+        self.signal(rustix::process::Signal::STOP);
+    }
+
+    /// Lets a [paused](Self::pause) server answer again (`SIGCONT`).
+    ///
+    /// # Panics
+    /// When the server is not running or the signal cannot be sent.
+    #[cfg(unix)]
+    pub fn resume(&self) {
+        self.signal(rustix::process::Signal::CONT);
+    }
+
+    #[cfg(unix)]
+    fn signal(&self, signal: rustix::process::Signal) {
+        let child = self
+            .child
+            .as_ref()
+            .expect("RedisServer: the server is not running");
+        rustix::process::kill_process(rustix::process::Pid::from_child(child), signal)
+            .unwrap_or_else(|error| panic!("RedisServer: cannot signal the server: {error}"));
+    }
+
+    /// Makes the server refuse every write, as a Redis that reached its `maxmemory` with the
+    /// `noeviction` policy does (`OOM command not allowed`).
+    ///
+    /// # Panics
+    /// When the server does not accept the configuration.
+    pub fn fill_up(&self) {
+        let _: () = self.inspect(
+            ::redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory-policy")
+                .arg("noeviction"),
+        );
+        let _: () = self.inspect(::redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1"));
+    }
+
     /// Every key in the database, sorted.
     ///
     /// # Panics
