@@ -68,13 +68,25 @@
 //! and if that caller gives up, the next caller fetches. A cached token is served without any
 //! runtime; a fetch without one is an [`Error::Config`].
 //!
+//! # One token for a fleet
+//! Processes can share one token through a [`store::TokenStore`]:
+//! [`store::FileStore`] for the processes of one machine, `store::RedisStore` (feature `redis`)
+//! across machines, or your own. The in-memory cache stays in front; the store is read only
+//! when the process would otherwise fetch, one process of the fleet fetches under the store's
+//! lock while the others adopt its token, and a rejection or rate limit is shared too. Entries
+//! are encrypted and authenticated with a key derived from the client secret, and a store that
+//! fails or is slow only makes each process fetch on its own. See
+//! [`CellsAuthBuilder::store`].
+//!
 //! # Features
+//! - `redis`: `store::RedisStore`, a token store in Redis or Valkey.
 //! - `middleware`: `middleware::BearerAuth`, a `reqwest_middleware::Middleware` that adds the
 //!   token to requests for the API origin only, and retries a 401 once with a new token.
-//! - `cli`: the `cells-auth` command-line tool (`cells-auth token`), with an on-disk token cache
-//!   shared by concurrent processes.
+//! - `cli`: the `cells-auth` command-line tool (`cells-auth token`), sharing tokens between
+//!   processes through a `FileStore` (or Redis with `--store`).
 //! - `testing`: `testing::FakeTokenServer`, a scriptable token server on 127.0.0.1, and
-//!   `testing::ManualClock`, to test code that uses this crate without the network or waiting.
+//!   `testing::ManualClock`, to test code that uses this crate without the network or waiting;
+//!   with `redis` also `testing::RedisServer`, a real `redis-server` on a free loopback port.
 //!
 //! [Aspose.Cells Cloud]: https://products.aspose.cloud/cells/
 

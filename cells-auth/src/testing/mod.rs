@@ -3,6 +3,8 @@
 //! [`FakeTokenServer`] is a real HTTP server on 127.0.0.1 that speaks the `PostAccessToken`
 //! protocol and can be scripted with faults ([`Reply`]); it records what it receives
 //! ([`RecordedRequest`]). [`ManualClock`] lets tests move time instead of waiting for it.
+//! With feature `redis`, `RedisServer` starts a real `redis-server` (Debian package
+//! `redis-server`) on a free loopback port, without persistence, for tests of a `RedisStore`.
 
 mod clock;
 mod connection;
