@@ -142,18 +142,23 @@ pub(super) enum Boarding {
         flight: Arc<Flight>,
         superseded: Option<Arc<Flight>>,
     },
+    /// There is no flight to join, and this caller cannot fly one.
+    Grounded,
 }
 
 impl FlightSlot {
-    /// For a caller that needs a token now: join the flight in the air if it may, or start a
-    /// new, joinable one in its place. A superseded flight is landed as abandoned here; the
-    /// caller wakes its waiters once it has released the lock.
-    pub(super) fn board(&mut self, now: Moment, stale_after: Duration) -> Boarding {
+    /// For a caller that needs a token now: join the flight in the air if it may, or, if it
+    /// `can_fly`, start a new, joinable one in its place. A superseded flight is landed as
+    /// abandoned here; the caller wakes its waiters once it has released the lock.
+    pub(super) fn board(&mut self, now: Moment, stale_after: Duration, can_fly: bool) -> Boarding {
         if let Some(current) = &self.current
             && current.joinable
             && !current.is_stale(now, stale_after)
         {
             return Boarding::Join(Arc::clone(&current.flight));
+        }
+        if !can_fly {
+            return Boarding::Grounded;
         }
         let (flight, superseded) = self.start(now, true);
         Boarding::Fly { flight, superseded }
@@ -237,7 +242,7 @@ mod tests {
     fn fly(boarding: Boarding) -> Arc<Flight> {
         match boarding {
             Boarding::Fly { flight, .. } => flight,
-            Boarding::Join(_) => panic!("expected to fly"),
+            Boarding::Join(_) | Boarding::Grounded => panic!("expected to fly"),
         }
     }
 
@@ -285,18 +290,27 @@ mod tests {
     #[test]
     fn callers_join_a_joinable_flight_until_it_is_stale() {
         let mut slot = FlightSlot::default();
-        let first = fly(slot.board(at(0), STALE));
-        match slot.board(at(34), STALE) {
+        let first = fly(slot.board(at(0), STALE, true));
+        match slot.board(at(34), STALE, true) {
             Boarding::Join(joined) => assert!(Arc::ptr_eq(&joined, &first)),
-            Boarding::Fly { .. } => panic!("should have joined"),
+            Boarding::Fly { .. } | Boarding::Grounded => panic!("should have joined"),
         }
-        match slot.board(at(35), STALE) {
+        // Without a runtime a caller can still join, but not fly.
+        match slot.board(at(34), STALE, false) {
+            Boarding::Join(joined) => assert!(Arc::ptr_eq(&joined, &first)),
+            other => panic!("should have joined, not {other:?}"),
+        }
+        assert!(matches!(
+            slot.board(at(35), STALE, false),
+            Boarding::Grounded
+        ));
+        match slot.board(at(35), STALE, true) {
             Boarding::Fly { flight, superseded } => {
                 assert!(!Arc::ptr_eq(&flight, &first));
                 assert!(Arc::ptr_eq(&superseded.unwrap(), &first));
                 assert!(matches!(first.landing(), Some(Landing::Abandoned)));
             }
-            Boarding::Join(_) => panic!("a stale flight must be superseded"),
+            Boarding::Join(_) | Boarding::Grounded => panic!("a stale flight must be superseded"),
         }
     }
 
@@ -306,18 +320,18 @@ mod tests {
         let (refresh, none) = slot.start_if_idle(at(0), STALE, false).unwrap();
         assert!(none.is_none());
         assert!(slot.start_if_idle(at(1), STALE, true).is_none(), "busy");
-        match slot.board(at(1), STALE) {
+        match slot.board(at(1), STALE, true) {
             Boarding::Fly { superseded, .. } => {
                 assert!(Arc::ptr_eq(&superseded.unwrap(), &refresh));
             }
-            Boarding::Join(_) => panic!("joined a flight that may stall"),
+            Boarding::Join(_) | Boarding::Grounded => panic!("joined a flight that may stall"),
         }
     }
 
     #[test]
     fn only_the_flight_in_the_air_is_cleared() {
         let mut slot = FlightSlot::default();
-        let first = fly(slot.board(at(0), STALE));
+        let first = fly(slot.board(at(0), STALE, true));
         let other = Arc::new(Flight::default());
         assert!(!slot.clear_if(&other));
         assert!(slot.is_busy());

@@ -196,14 +196,17 @@ impl Cache {
         }
         let decision = if let Some(error) = latched(&mut state, now) {
             Err(error)
-        } else if runtime.is_none() {
-            Err(no_runtime())
         } else {
-            match state.flight.board(now, self.stale_after()) {
+            // Joining needs no runtime (a waiter just sleeps); fetching does.
+            match state
+                .flight
+                .board(now, self.stale_after(), runtime.is_some())
+            {
                 Boarding::Join(flight) => Ok((Decision::Join(flight), None)),
                 Boarding::Fly { flight, superseded } => {
                     Ok((Decision::Fly(self.pilot(flight)), superseded))
                 }
+                Boarding::Grounded => Err(no_runtime()),
             }
         };
         drop(state);
@@ -360,7 +363,8 @@ impl Cache {
         if taken {
             tracing::info!(generation = token.generation(), "token invalidated");
         } else {
-            tracing::warn!(
+            // Debug, not warn: an API that refuses every token would log this per request.
+            tracing::debug!(
                 generation = token.generation(),
                 "the server refused a token fetched after the previous refusal; keeping it \
                  (the refusal is likely not the token's fault)"
