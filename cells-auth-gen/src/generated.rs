@@ -21,7 +21,7 @@ pub mod types {
         ///The client ID from the Aspose Cloud dashboard.
         pub client_id: AccessTokenRequestClientId,
         ///The client secret from the Aspose Cloud dashboard.
-        pub client_secret: AccessTokenRequestClientSecret,
+        pub client_secret: crate::ClientSecret,
         pub grant_type: GrantType,
     }
     ///The client ID from the Aspose Cloud dashboard.
@@ -88,71 +88,6 @@ pub mod types {
                 })
         }
     }
-    ///The client secret from the Aspose Cloud dashboard.
-    #[derive(
-        ::serde::Serialize,
-        Clone,
-        Debug,
-        Eq,
-        Hash,
-        Ord,
-        PartialEq,
-        PartialOrd,
-        schemars::JsonSchema
-    )]
-    #[serde(transparent)]
-    pub struct AccessTokenRequestClientSecret(::std::string::String);
-    impl ::std::ops::Deref for AccessTokenRequestClientSecret {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<AccessTokenRequestClientSecret> for ::std::string::String {
-        fn from(value: AccessTokenRequestClientSecret) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for AccessTokenRequestClientSecret {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for AccessTokenRequestClientSecret {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String>
-    for AccessTokenRequestClientSecret {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for AccessTokenRequestClientSecret {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
     ///A successful token response (RFC 6749 section 5.1). Current servers send `access_token`, `token_type` and `expires_in`; older ones add `refresh_token`, `client_id`, `clientRefreshTokenLifeTimeInMinutes`, `.issued` and `.expires`. Unknown fields are ignored.
     #[derive(
         ::serde::Deserialize,
@@ -164,7 +99,7 @@ pub mod types {
     )]
     pub struct AccessTokenResponse {
         ///The bearer token, a JWT.
-        pub access_token: ::std::string::String,
+        pub access_token: crate::Secret,
         ///The client ID the token was issued to (older servers only).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub client_id: ::std::option::Option<::std::string::String>,
@@ -192,7 +127,7 @@ pub mod types {
         pub issued: ::std::option::Option<::std::string::String>,
         ///A refresh token, sent only by older servers and never needed.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub refresh_token: ::std::option::Option<::std::string::String>,
+        pub refresh_token: ::std::option::Option<crate::Secret>,
         ///The token type; `bearer` in every known response.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub token_type: ::std::option::Option<::std::string::String>,
@@ -533,7 +468,9 @@ Sends a `POST` request to `/cells/connect/token`
             401u16 => Err(Error::ErrorResponse(ResponseValue::stream(response))),
             429u16 => Err(Error::ErrorResponse(ResponseValue::stream(response))),
             500u16 => Err(Error::ErrorResponse(ResponseValue::stream(response))),
+            502u16 => Err(Error::ErrorResponse(ResponseValue::stream(response))),
             503u16 => Err(Error::ErrorResponse(ResponseValue::stream(response))),
+            504u16 => Err(Error::ErrorResponse(ResponseValue::stream(response))),
             _ => Err(Error::UnexpectedResponse(response)),
         }
     }

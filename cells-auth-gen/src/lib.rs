@@ -4,7 +4,14 @@
 //! Applications want the `cells-auth` crate instead: it caches, refreshes and retries. This
 //! crate is its transport: [`Client::post_access_token`] sends one request and returns the typed
 //! answer. `generated.rs` is written by `cargo xtask codegen` and never edited; what the
-//! generator cannot express lives in `hooks.rs`.
+//! generator cannot express lives in `hooks.rs` (request and response hooks) and `secret.rs`
+//! (the redacting types that hold credentials in the models).
+//!
+//! # Secrets
+//!
+//! The client secret of a [`types::AccessTokenRequest`] is a [`ClientSecret`], and the tokens
+//! of a [`types::AccessTokenResponse`] are [`Secret`]s: `Debug` shows `<redacted>` for them, so
+//! formatting a model never prints a credential. Read the value with `expose_secret()`.
 
 // Generated code follows progenitor's conventions, not ours; the allowances sit here, on the
 // module, so that the generated file itself stays untouched.
@@ -19,6 +26,8 @@
 )]
 mod generated;
 mod hooks;
+mod secret;
 
 pub use generated::*;
 pub use hooks::{MAX_RESPONSE_BYTES, USER_AGENT};
+pub use secret::{ClientSecret, Secret};

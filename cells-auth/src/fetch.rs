@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cells_auth_gen::types::{AccessTokenRequest, AccessTokenResponse, ExpiresIn, GrantType};
+use cells_auth_gen::{ByteStream, ResponseValue};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::{Clock, Moment};
@@ -63,6 +64,7 @@ impl Fetcher {
                 .as_str()
                 .try_into()
                 .map_err(|_| Error::config("the client ID is empty"))?,
+            // A copy that `cells-auth-gen` zeroizes when the request is dropped below.
             client_secret: self
                 .client_secret
                 .expose_secret()
@@ -95,21 +97,18 @@ impl Fetcher {
         Error::panicked(payload, &[self.client_secret.expose_secret()])
     }
 
-    async fn map_error(&self, error: cells_auth_gen::Error<cells_auth_gen::ByteStream>) -> Error {
+    async fn map_error(&self, error: cells_auth_gen::Error<ByteStream>) -> Error {
         use cells_auth_gen::Error as GenError;
         let secrets = [self.client_secret.expose_secret()];
         match error {
-            GenError::ErrorResponse(response) => {
-                let status = response.status().as_u16();
-                let retry_after = retry_after(response.headers(), self.clock.system_now());
-                let body = read_capped(response.into_inner()).await;
-                classify(status, retry_after, body.as_deref(), &secrets)
-            }
+            // Every status the spec declares (400, 401, 429, 500, 502, 503 and 504) arrives
+            // here with its `ErrorBody`.
+            GenError::ErrorResponse(response) => self.error_status(response, &secrets).await,
+            // Any other status (a redirect, a 404, ...) arrives as the whole response. Its body
+            // is read as a stream too, so that both paths share one reader and its cap.
             GenError::UnexpectedResponse(response) => {
-                let status = response.status().as_u16();
-                let retry_after = retry_after(response.headers(), self.clock.system_now());
-                let body = response.bytes().await.ok();
-                classify(status, retry_after, body.as_deref(), &secrets)
+                self.error_status(ResponseValue::stream(response), &secrets)
+                    .await
             }
             GenError::InvalidResponsePayload(body, parse_error) => {
                 payload_error(&body, &parse_error, &secrets)
@@ -122,6 +121,14 @@ impl Fetcher {
             }
             GenError::InvalidUpgrade(error) => network_error(error),
         }
+    }
+
+    /// Maps an answer with an error status, reading its body with the one capped reader.
+    async fn error_status(&self, response: ResponseValue<ByteStream>, secrets: &[&str]) -> Error {
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers(), self.clock.system_now());
+        let body = read_capped(response.into_inner()).await;
+        classify(status, retry_after, body.as_deref(), secrets)
     }
 }
 
@@ -155,6 +162,7 @@ pub(crate) fn validate(
         expires_in,
         ..
     } = body;
+    // Moved, not copied: the only copy of the token stays one that is zeroized on drop.
     let secret = SecretString::from(access_token);
     let token = secret.expose_secret();
     if token.trim().is_empty() {
@@ -278,7 +286,8 @@ fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-/// Maps a non-200 answer to an error.
+/// Maps a non-200 answer to an error: the statuses the spec declares as errors (400 and 401 for
+/// credentials; 429, 500, 502, 503 and 504 as transient) and any other, undeclared, status.
 pub(crate) fn classify(
     status: u16,
     retry_after: Option<Duration>,
@@ -321,7 +330,7 @@ pub(crate) fn classify(
 
 /// Reads an error body (already capped by `cells-auth-gen`'s hooks); `None` when it could not
 /// be read, which only loses the excerpt.
-async fn read_capped(mut stream: cells_auth_gen::ByteStream) -> Option<Vec<u8>> {
+async fn read_capped(mut stream: ByteStream) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
         body.extend_from_slice(&chunk.ok()?);
@@ -474,22 +483,69 @@ mod fuzz {
 
     use super::*;
 
-    const SECRET: &str = "fuzz-client-secret";
+    /// With the characters that JSON, HTML and URLs escape, so that echoes come in every form.
+    const SECRET: &str = "Ab3dEf+Gh1jK/LmN0pQ=";
+    /// How much of the secret may show: any run this long counts as a leak.
+    const LEAK_RUN: usize = 6;
     /// Long enough that the scrubber must catch it as token-like, as real JWTs are.
     const TOKEN: &str = "eyJhbGciOiJub25lIn0.eyJleHAiOjk5OTk5OTk5OTl9.c2lnbmF0dXJlLXZhbHVl";
 
-    /// Text that sometimes carries the secret or a token, to prove they never come back out.
-    fn text() -> impl Strategy<Value = String> {
+    /// Every way a server may write one character of an echoed secret: literally, as JSON
+    /// (`\u002B` in either case, `\/`), as an HTML reference (named, decimal, hex) or
+    /// percent-encoded (either case). Forms that do not apply to `ch` give it literally.
+    const ENCODINGS: usize = 9;
+
+    fn encode(ch: char, how: usize) -> String {
+        let code = u32::from(ch);
+        let named = match ch {
+            '+' => Some("&plus;"),
+            '/' => Some("&sol;"),
+            '=' => Some("&equals;"),
+            _ => None,
+        };
+        match how {
+            1 => format!("\\u{code:04X}"),
+            2 => format!("\\u{code:04x}"),
+            3 if ch == '/' => "\\/".to_owned(),
+            4 => format!("&#{code};"),
+            5 => format!("&#x{code:X};"),
+            6 => named.map_or_else(|| ch.to_string(), str::to_owned),
+            7 => format!("%{code:02X}"),
+            8 => format!("%{code:02x}"),
+            _ => ch.to_string(),
+        }
+    }
+
+    /// The secret as a server may echo it, each character encoded its own way.
+    fn echo() -> impl Strategy<Value = String> {
+        prop::collection::vec(0..ENCODINGS, SECRET.chars().count()).prop_map(|hows| {
+            SECRET
+                .chars()
+                .zip(hows)
+                .map(|(ch, how)| encode(ch, how))
+                .collect()
+        })
+    }
+
+    /// Text that sometimes carries the secret (verbatim or escaped) or a token, to prove they
+    /// never come back out. Boxed, like [`json_value`]: the bodies nest these strategies, and
+    /// unboxed their value trees grow large enough to overflow a test thread's stack.
+    fn text() -> BoxedStrategy<String> {
         prop_oneof![
             any::<String>(),
             Just(SECRET.to_owned()),
             Just(TOKEN.to_owned()),
+            Just(r"Ab3dEf\u002BGh1jK/LmN0pQ=".to_owned()),
             any::<String>().prop_map(|text| format!("{text}{SECRET}{text}")),
             any::<String>().prop_map(|text| format!("{TOKEN} {text}")),
+            echo(),
+            (any::<String>(), echo(), any::<String>())
+                .prop_map(|(before, echo, after)| format!("{before} {echo} {after}")),
         ]
+        .boxed()
     }
 
-    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    fn json_value() -> BoxedStrategy<serde_json::Value> {
         use serde_json::Value;
         prop_oneof![
             Just(Value::Null),
@@ -498,6 +554,7 @@ mod fuzz {
             any::<f64>().prop_map(Value::from),
             text().prop_map(Value::from),
         ]
+        .boxed()
     }
 
     /// Bodies shaped like token responses, with every field's type and value varied.
@@ -537,9 +594,35 @@ mod fuzz {
         ]
     }
 
+    /// `text` with every encoded form that [`encode`] writes for a character of the secret
+    /// decoded again: independent of the scrubber, so that an escaped leak shows as a plain one.
+    fn decode_echoes(text: &str) -> String {
+        let mut pieces: Vec<(String, char)> = SECRET
+            .chars()
+            .flat_map(|ch| (1..ENCODINGS).map(move |how| (encode(ch, how), ch)))
+            .filter(|(piece, ch)| *piece != ch.to_string())
+            .collect();
+        // Longest first, so that no form is cut short by a shorter one inside it.
+        pieces.sort_by_key(|(piece, _)| std::cmp::Reverse(piece.len()));
+        let mut text = text.to_owned();
+        for (piece, ch) in pieces {
+            text = text.replace(&piece, &ch.to_string());
+        }
+        text
+    }
+
     fn assert_clean(error: &Error) {
+        let secret: Vec<char> = SECRET.chars().collect();
         for shown in [error.to_string(), format!("{error:?}")] {
-            assert!(!shown.contains(SECRET), "secret leaked: {shown}");
+            // `Debug` writes a backslash as two.
+            let decoded = decode_echoes(&shown.replace("\\\\", "\\"));
+            for window in secret.windows(LEAK_RUN) {
+                let piece: String = window.iter().collect();
+                assert!(
+                    !shown.contains(&piece) && !decoded.contains(&piece),
+                    "{piece:?} of the secret leaked: {shown}"
+                );
+            }
             assert!(!shown.contains(TOKEN), "token leaked: {shown}");
         }
     }

@@ -47,6 +47,34 @@ fn a_changed_description_makes_the_committed_code_stale() {
     assert_ne!(changed, committed);
 }
 
+/// typify silently ignores a replacement whose schema does not exist, so a renamed schema would
+/// quietly bring back a model that prints credentials.
+#[test]
+fn every_secret_replacement_names_a_schema_of_the_spec() {
+    let spec: serde_json::Value = serde_yaml::from_str(&spec_text()).unwrap();
+    for (schema, _, _) in xtask::SECRET_REPLACEMENTS {
+        assert_eq!(
+            spec["components"]["schemas"][schema]["type"], "string",
+            "{schema} must be a string schema of the spec"
+        );
+    }
+}
+
+#[test]
+fn credentials_are_held_in_redacting_types() {
+    let source = xtask::generate(&spec_text(), xtask::SPEC_PATH).unwrap();
+    for field in [
+        "pub client_secret: crate::ClientSecret,",
+        "pub access_token: crate::Secret,",
+        "pub refresh_token: ::std::option::Option<crate::Secret>,",
+    ] {
+        assert!(
+            source.contains(field),
+            "{field} missing from the generated code"
+        );
+    }
+}
+
 /// The JSON Schema that users derive from the generated model (to publish what they store)
 /// must describe the same object as the spec's component.
 #[test]

@@ -84,7 +84,10 @@ async fn parses_a_numeric_expires_in() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let token = response.into_inner();
-    assert_eq!(token.access_token, server.issued_tokens()[0]);
+    assert_eq!(
+        token.access_token.expose_secret(),
+        server.issued_tokens()[0]
+    );
     assert_eq!(token.token_type.as_deref(), Some("bearer"));
     assert_eq!(token.expires_in, Some(ExpiresIn::Int64(86399)));
 }
@@ -126,7 +129,14 @@ async fn ignores_unknown_fields_and_reads_legacy_ones() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(token.access_token, "header.payload.sig");
+    assert_eq!(token.access_token.expose_secret(), "header.payload.sig");
+    assert_eq!(
+        token
+            .refresh_token
+            .as_ref()
+            .map(|token| token.expose_secret()),
+        Some("refresh")
+    );
     assert_eq!(token.client_id.as_deref(), Some("legacy-id"));
     assert_eq!(
         token.client_refresh_token_life_time_in_minutes.as_deref(),
@@ -180,10 +190,51 @@ async fn a_503_with_an_html_body_keeps_status_headers_and_body() {
     assert_eq!(collect(response.into_inner()).await, page.as_bytes());
 }
 
+/// The statuses `cells-auth` retries (429, 500, 502, 503, 504) and the credential errors are
+/// all declared in the spec, so each arrives as an `ErrorResponse` with its status and body,
+/// the one path `cells-auth` reads error statuses by.
+#[tokio::test]
+async fn every_error_status_the_library_acts_on_is_declared() {
+    const ACTED_ON: [u16; 7] = [400, 401, 429, 500, 502, 503, 504];
+    let spec: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(xtask::workspace_root().join(xtask::SPEC_PATH)).unwrap(),
+    )
+    .unwrap();
+    let responses = spec["paths"]["/cells/connect/token"]["post"]["responses"]
+        .as_object()
+        .unwrap();
+    for status in ACTED_ON {
+        assert_eq!(
+            responses
+                .get(&status.to_string())
+                .and_then(|response| response["$ref"].as_str()),
+            Some("#/components/responses/ErrorBody"),
+            "{status} must be declared with the shared error body"
+        );
+    }
+
+    let server = FakeTokenServer::start().await.unwrap();
+    for status in ACTED_ON {
+        server.push_reply(Reply::status(status).body(format!("body of {status}")));
+        let error = client(&server)
+            .post_access_token(&default_request())
+            .await
+            .unwrap_err();
+        let Error::ErrorResponse(response) = error else {
+            panic!("{status}: expected an error response, got {error:?}");
+        };
+        assert_eq!(response.status().as_u16(), status);
+        assert_eq!(
+            collect(response.into_inner()).await,
+            format!("body of {status}").as_bytes()
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_undeclared_status_arrives_as_the_whole_response() {
     let server = FakeTokenServer::start().await.unwrap();
-    server.push_reply(Reply::status(502).body("bad gateway"));
+    server.push_reply(Reply::status(404).body("not found"));
     let error = client(&server)
         .post_access_token(&default_request())
         .await
@@ -191,8 +242,8 @@ async fn an_undeclared_status_arrives_as_the_whole_response() {
     let Error::UnexpectedResponse(response) = error else {
         panic!("expected an unexpected response, got {error:?}");
     };
-    assert_eq!(response.status().as_u16(), 502);
-    assert_eq!(response.text().await.unwrap(), "bad gateway");
+    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(response.text().await.unwrap(), "not found");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 mod codegen;
 mod freshness;
 
-pub use codegen::{GENERATED_HEADER, generate};
+pub use codegen::{GENERATED_HEADER, SECRET_REPLACEMENTS, generate};
 pub use freshness::{Mode, Outcome, ensure_file_contents};
 
 /// The workspace root (the parent of this crate's directory).
