@@ -15,7 +15,7 @@
 use std::fmt;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use aws_lc_rs::{hkdf, hmac, rand};
+use aws_lc_rs::{hkdf, hmac};
 use zeroize::Zeroizing;
 
 use super::{StoreError, StoreKey};
@@ -136,7 +136,11 @@ impl Sealer {
             )));
         }
         let mut nonce = [0; NONCE_LEN];
-        rand::fill(&mut nonce)
+        // From the OS (`getrandom(2)`), not aws-lc's generator: aws-lc seeds its generator on
+        // a process's first draw, which took 50-110 ms of CPU here, and that first draw is this
+        // one in a process that fetched over plain HTTP, so the whole fleet waited for it
+        // (`benches/fleet.rs`). The OS source costs microseconds and is as good for a nonce.
+        getrandom::fill(&mut nonce)
             .map_err(|_| StoreError::new("the system random generator failed"))?;
         // The plaintext is encrypted in place, in a buffer sized for the whole entry so that
         // no reallocation leaves a copy of it behind.
