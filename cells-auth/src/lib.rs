@@ -71,8 +71,8 @@
 //! # Features
 //! - `middleware`: `middleware::BearerAuth`, a `reqwest_middleware::Middleware` that adds the
 //!   token to requests for the API origin only, and retries a 401 once with a new token.
-//! - `cli`: the `cells-auth` command-line tool (`cells-auth token`), with an on-disk token cache
-//!   shared by concurrent processes.
+//! - `cli`: the `cells-auth` command-line tool (`cells-auth token`), whose processes share
+//!   tokens through a [`store::FileStore`] or a `RedisStore` (so it enables `redis`).
 //! - `testing`: `testing::FakeTokenServer`, a scriptable token server on 127.0.0.1, and
 //!   `testing::ManualClock`, to test code that uses this crate without the network or waiting.
 //!
