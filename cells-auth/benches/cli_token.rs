@@ -1,19 +1,20 @@
 //! Wall time of the `cells-auth token` command, as a script runs it: a process started, a token
 //! printed, the process gone. Three cases against a `FakeTokenServer` on 127.0.0.1:
 //!
-//! - `warm_cache`: the disk cache holds a valid token, so the run makes no request;
-//! - `cold_cache`: the cache directory is emptied before each run, so every run fetches and
-//!   writes the cache;
+//! - `warm_cache`: the cache directory (the library's `FileStore`) holds a valid token, so the
+//!   run makes no request;
+//! - `cold_cache`: the store is cleared (`FileStore::clear`) before each run, so every run
+//!   fetches and writes the store;
 //! - `no_cache`: `--no-cache`, a fetch and nothing written.
 //!
 //! Criterion reports each; afterwards the bench runs the three in interleaved rounds and prints
 //! the medians, and the server's request count, which must match the runs that fetch. Run with
 //! `cargo bench -p cells-auth --features cli --bench cli_token`.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use cells_auth::store::FileStore;
 use cells_auth::testing::FakeTokenServer;
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -25,9 +26,9 @@ const SUMMARY_ROUNDS: usize = 41;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Case {
-    /// The disk cache holds a valid token.
+    /// The store holds a valid token.
     Warm,
-    /// The cache directory is emptied first.
+    /// The store is cleared first.
     Cold,
     /// `--no-cache`.
     Bypassed,
@@ -42,6 +43,8 @@ const CASES: [(Case, &str); 3] = [
 struct Bench {
     server: FakeTokenServer,
     cache_dir: tempfile::TempDir,
+    /// The store in `cache_dir`, as the tool opens it; only to clear it.
+    store: FileStore,
     // The server's tasks run here for as long as the bench does.
     _runtime: tokio::runtime::Runtime,
 }
@@ -49,9 +52,12 @@ struct Bench {
 impl Bench {
     fn new() -> Self {
         let (runtime, server) = serving(Some(1));
+        let cache_dir = tempfile::tempdir().expect("temporary cache directory");
+        let store = FileStore::new(cache_dir.path()).expect("an absolute directory");
         Self {
             server,
-            cache_dir: tempfile::tempdir().expect("temporary cache directory"),
+            cache_dir,
+            store,
             _runtime: runtime,
         }
     }
@@ -59,13 +65,14 @@ impl Bench {
     /// One run of `cells-auth token`; panics unless it printed a token.
     fn run(&self, case: Case) {
         if case == Case::Cold {
-            empty(self.cache_dir.path());
+            self.store.clear().expect("clear the store");
         }
         let mut command = Command::new(env!("CARGO_BIN_EXE_cells-auth"));
         for name in cells_auth::CLIENT_ID_VARS
             .into_iter()
             .chain(cells_auth::CLIENT_SECRET_VARS)
             .chain(cells_auth::BASE_URL_VARS)
+            .chain(["CELLS_AUTH_STORE"])
         {
             command.env_remove(name);
         }
@@ -91,18 +98,18 @@ impl Bench {
     }
 }
 
-/// Removes every file in `dir` (the cache's entries and lock files), keeping the directory.
-fn empty(dir: &Path) {
-    for entry in std::fs::read_dir(dir).expect("cache directory") {
-        let path = entry.expect("directory entry").path();
-        std::fs::remove_file(&path).expect("remove a cache file");
-    }
-}
-
 fn bench_cli_token(c: &mut Criterion) {
     let bench = Bench::new();
-    // Fills the cache for the warm case, and proves the command works before timing it.
+    // Fills the store for the warm case, and proves the command works before timing it.
     bench.run(Case::Cold);
+    // The warm case must be answered by the store alone, in criterion's test mode too.
+    let before = bench.server.request_count();
+    bench.run(Case::Warm);
+    assert_eq!(
+        bench.server.request_count(),
+        before,
+        "a warm run made a request"
+    );
     let mut group = c.benchmark_group("cli_token");
     for (case, name) in CASES {
         group.bench_function(name, |b| b.iter(|| bench.run(case)));
@@ -119,7 +126,7 @@ fn summary(bench: &Bench) {
     let before = bench.server.request_count();
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); CASES.len()];
     for _ in 0..SUMMARY_ROUNDS {
-        // The warm case first in each round: the round before ended with a cache that holds a
+        // The warm case first in each round: the round before ended with a store that holds a
         // token (the cold case wrote it, the no-cache case left it alone).
         for (index, (case, _)) in CASES.iter().enumerate() {
             let start = Instant::now();

@@ -129,6 +129,7 @@ impl Fleet {
         // Longer than the lease, so that when a holder dies one waiter takes its expired lease
         // over before the others give up waiting and fetch on their own.
         let stop_waiting = started + lease + lease / 2;
+        let mut waiting = false;
         loop {
             let lock = match self
                 .op(clock, self.store.try_lock(&self.token_key, lease))
@@ -145,6 +146,12 @@ impl Fleet {
                     self.warn(clock, &error, "could not release the store's lock");
                 }
                 return outcome;
+            }
+            if !waiting {
+                waiting = true;
+                tracing::debug!(
+                    "another process holds the token store's lock; waiting for its token"
+                );
             }
             if clock.now() >= stop_waiting {
                 tracing::warn!(

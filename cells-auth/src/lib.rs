@@ -82,8 +82,8 @@
 //! - `redis`: `store::RedisStore`, a token store in Redis or Valkey.
 //! - `middleware`: `middleware::BearerAuth`, a `reqwest_middleware::Middleware` that adds the
 //!   token to requests for the API origin only, and retries a 401 once with a new token.
-//! - `cli`: the `cells-auth` command-line tool (`cells-auth token`), sharing tokens between
-//!   processes through a `FileStore` (or Redis with `--store`).
+//! - `cli`: the `cells-auth` command-line tool (`cells-auth token`), whose processes share
+//!   tokens through a [`store::FileStore`] or a `RedisStore` (so it enables `redis`).
 //! - `testing`: `testing::FakeTokenServer`, a scriptable token server on 127.0.0.1, and
 //!   `testing::ManualClock`, to test code that uses this crate without the network or waiting;
 //!   with `redis` also `testing::RedisServer`, a real `redis-server` on a free loopback port.

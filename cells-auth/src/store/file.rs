@@ -74,6 +74,36 @@ impl FileStore {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Removes every entry from the directory: the tokens, and the remembered failures, of
+    /// every set of credentials that uses it. Returns how many entry files it removed; a
+    /// directory that does not exist holds none.
+    ///
+    /// Files are removed by name through the checked directory, never through a symlink: a
+    /// link named like an entry is removed itself and its target is untouched. Files that are
+    /// not named like the store's own stay, and so do the (empty) lock files: a process that
+    /// locked a lock file just removed would hold a lock that nobody else can see. A process
+    /// that is fetching meanwhile may write its new token right after; that token is as good
+    /// as any.
+    ///
+    /// This does blocking file I/O: call it outside async code, or through
+    /// `tokio::task::spawn_blocking`.
+    ///
+    /// # Errors
+    /// When the directory cannot be used (a symlink, another user's, writable by others; see
+    /// the type's documentation), cannot be listed, or an entry cannot be removed. Always,
+    /// elsewhere than Unix.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// let store = cells_auth::store::FileStore::new("/var/cache/my-app/cells-auth")?;
+    /// let removed = store.clear()?;
+    /// println!("removed {removed} entries");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clear(&self) -> Result<usize, StoreError> {
+        ops::clear(&self.dir)
+    }
 }
 
 impl fmt::Debug for FileStore {
@@ -185,6 +215,10 @@ mod ops {
     }
 
     pub(super) fn try_lock(_: &Path, _: &StoreKey) -> Result<Option<File>, StoreError> {
+        Err(unsupported())
+    }
+
+    pub(super) fn clear(_: &Path) -> Result<usize, StoreError> {
         Err(unsupported())
     }
 }

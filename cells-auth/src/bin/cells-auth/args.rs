@@ -1,5 +1,6 @@
 //! The command line: clap definitions and the help text.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,6 +20,13 @@ Credentials:
   https://api.aspose.cloud/v4.0). The secret is never taken as a command-line value, where
   other users could read it in `ps`.
 
+Token cache:
+  Tokens are kept in a cache directory, by default `cells-auth` in the platform's cache
+  directory (such as ~/.cache/cells-auth), or in Redis or Valkey with --store URL or the
+  environment variable CELLS_AUTH_STORE, to share one token between machines. --no-cache and
+  --cache-dir win over CELLS_AUTH_STORE. Entries are encrypted with a key derived from the
+  client secret. A Redis password belongs in CELLS_AUTH_STORE: --store refuses a URL with one.
+
 Exit status:
   0  success
   1  a local failure, such as an unusable cache directory for `cache clear` or a closed
@@ -28,8 +36,8 @@ Exit status:
   4  the token service is unavailable, unreachable, too slow, or answered something unusable";
 
 /// Gets access tokens for Aspose.Cells Cloud, for scripts: `curl -H "$(cells-auth token
-/// --format header)" ...`. Tokens are cached on disk, so repeated and parallel invocations
-/// share one token.
+/// --format header)" ...`. Tokens are cached on disk or in Redis, so repeated and parallel
+/// invocations, on one machine or many, share one token.
 #[derive(Debug, Parser)]
 #[command(name = "cells-auth", version, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
@@ -48,7 +56,7 @@ pub(crate) enum Command {
     /// Print a valid access token, from the cache when it has one with enough time left.
     #[command(after_help = AFTER_HELP)]
     Token(TokenArgs),
-    /// Manage the on-disk token cache.
+    /// Manage the token cache directory.
     Cache {
         /// What to do with the cache.
         #[command(subcommand)]
@@ -59,8 +67,8 @@ pub(crate) enum Command {
 /// The `cache` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum CacheCommand {
-    /// Remove every cached token (and the cache's lock files) and print how many tokens were
-    /// removed.
+    /// Remove every cached token (and remembered failure) from the cache directory and print
+    /// how many entries were removed. Not supported for a Redis store.
     Clear {
         /// Where the cache lives.
         #[command(flatten)]
@@ -79,14 +87,14 @@ pub(crate) struct TokenArgs {
     #[command(flatten)]
     pub(crate) credentials: CredentialArgs,
 
-    /// How long getting a token may take, in seconds (fractions allowed): waiting for another
-    /// cells-auth process that is getting one, and the request with its retries. The default
-    /// is the library's, 30 s.
+    /// How long getting a token may take, in seconds (fractions allowed): the whole run after
+    /// the credentials are read, waiting for another cells-auth process that is getting one
+    /// and the request with its retries included. The default is the library's, 30 s.
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub(crate) timeout: Option<Duration>,
 
     /// Neither read nor write the token cache: always request a new token.
-    #[arg(long, conflicts_with = "cache_dir")]
+    #[arg(long, conflicts_with_all = ["cache_dir", "store"])]
     pub(crate) no_cache: bool,
 
     /// Where the cache lives.
@@ -112,13 +120,37 @@ pub(crate) struct CredentialArgs {
     pub(crate) base_url: Option<String>,
 }
 
-/// The cache directory option, shared by `token` and `cache clear`.
+/// Where the token cache is, shared by `token` and `cache clear`.
 #[derive(Debug, Args)]
 pub(crate) struct CacheLocation {
     /// The token cache directory [default: `cells-auth` in the platform's cache directory,
     /// such as ~/.cache/cells-auth].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
     pub(crate) cache_dir: Option<PathBuf>,
+
+    /// Keep tokens in Redis or Valkey at URL (redis://host[:port][/db], valkey://...,
+    /// redis+unix:///path) instead of a directory [default: the environment variable
+    /// CELLS_AUTH_STORE, if set]. A URL with a password is refused here: set it in
+    /// CELLS_AUTH_STORE.
+    #[arg(long, value_name = "URL", value_parser = parse_store_url)]
+    pub(crate) store: Option<StoreUrl>,
+}
+
+/// A `--store` URL as given. Its `Debug` does not show it: it may carry a password, which is
+/// refused only after parsing.
+#[derive(Clone)]
+pub(crate) struct StoreUrl(pub(crate) String);
+
+impl fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreUrl(<redacted>)")
+    }
+}
+
+/// Takes any text: checking it is `store::choose`'s job, whose messages never echo it (clap's
+/// own would).
+fn parse_store_url(text: &str) -> Result<StoreUrl, std::convert::Infallible> {
+    Ok(StoreUrl(text.to_owned()))
 }
 
 /// Parses a positive number of seconds, such as `10` or `2.5`.
@@ -180,8 +212,28 @@ mod tests {
     }
 
     #[test]
-    fn no_cache_and_cache_dir_exclude_each_other() {
-        let parsed = Cli::try_parse_from(["cells-auth", "token", "--no-cache", "--cache-dir", "x"]);
-        assert!(parsed.is_err());
+    fn only_one_cache_location_may_be_given() {
+        for pair in [
+            ["--no-cache", "--cache-dir=x"],
+            ["--no-cache", "--store=redis://127.0.0.1"],
+            ["--cache-dir=x", "--store=redis://127.0.0.1"],
+        ] {
+            let parsed = Cli::try_parse_from(["cells-auth", "token"].into_iter().chain(pair));
+            assert!(parsed.is_err(), "{pair:?}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_store_url() {
+        let cli = Cli::try_parse_from([
+            "cells-auth",
+            "token",
+            "--store",
+            "redis://:hunter2@127.0.0.1",
+        ])
+        .unwrap();
+        let debug = format!("{cli:?}");
+        assert!(debug.contains("StoreUrl(<redacted>)"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 }

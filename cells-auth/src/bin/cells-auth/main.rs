@@ -3,28 +3,28 @@
 //!
 //! `main` parses the command line, runs the command and turns its error into one line on
 //! standard error and an exit status. The options are in `args`, credential resolution in
-//! `credentials`, the cross-process token cache in `disk_cache` and the output formats in
-//! `output`.
+//! `credentials`, the choice of token store in `store`, logging in `logging` and the output
+//! formats in `output`. Sharing tokens between processes is the library's job: the tool hands
+//! `CellsAuth` a store, and has no cache of its own.
 
 mod args;
 mod credentials;
-mod disk_cache;
+mod logging;
 mod output;
+mod store;
 
 use std::fmt;
 use std::io::{self, Write as _};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use cells_auth::{CellsAuth, CellsAuthBuilder};
+use cells_auth::CellsAuth;
 use clap::Parser as _;
 use secrecy::ExposeSecret as _;
 
 use crate::args::{CacheCommand, CacheLocation, Cli, Command, TokenArgs};
 use crate::credentials::Credentials;
-use crate::disk_cache::{
-    CacheKey, CachedToken, DiskCache, FailureKind, NoToken, time_left, unix_now, unix_seconds,
-};
+use crate::store::Store;
 
 /// Exit statuses, as `--help` lists them. Clap's own usage errors exit with 2 as well.
 const EXIT_LOCAL_FAILURE: u8 = 1;
@@ -32,13 +32,9 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_CREDENTIALS: u8 = 3;
 const EXIT_UNAVAILABLE: u8 = 4;
 
-/// Stands in for a `--timeout` so long that no instant that far ahead can be represented: about
-/// 136 years is as good as for ever.
-const FOREVER: Duration = Duration::from_secs(u32::MAX as u64);
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    logging::init(cli.verbose);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -54,27 +50,19 @@ fn main() -> ExitCode {
 pub(crate) enum CliError {
     /// Missing or invalid configuration found before anything was sent.
     Config(String),
-    /// The library could not get a token.
+    /// The library could not get a token, or refused the configuration.
     Auth(cells_auth::Error),
-    /// Another process failed this way moments ago, as its marker in the disk cache says.
-    RecentFailure(FailureKind),
-    /// The deadline passed while another process was getting a token for the same
-    /// credentials.
-    OutOfTime {
-        /// The whole time the command had.
-        after: Duration,
-    },
-    /// The whole run took longer than `--timeout` while this process was fetching.
+    /// The whole run took longer than `--timeout`.
     Timeout {
         /// The whole time the command had.
         after: Duration,
     },
     /// A local operation failed.
-    Io {
+    Local {
         /// What was being done.
         action: String,
         /// Why it failed.
-        source: io::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -82,12 +70,9 @@ impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) => EXIT_CONFIG,
-            Self::Io { .. } => EXIT_LOCAL_FAILURE,
+            Self::Local { .. } => EXIT_LOCAL_FAILURE,
             Self::Auth(error) if error.is_credentials() => EXIT_CREDENTIALS,
-            Self::RecentFailure(FailureKind::Credentials) => EXIT_CREDENTIALS,
-            Self::RecentFailure(FailureKind::Unavailable)
-            | Self::OutOfTime { .. }
-            | Self::Timeout { .. } => EXIT_UNAVAILABLE,
+            Self::Timeout { .. } => EXIT_UNAVAILABLE,
             Self::Auth(error)
                 if error.is_config() || matches!(error, cells_auth::Error::NoAuth) =>
             {
@@ -98,14 +83,16 @@ impl CliError {
             Self::Auth(_) => EXIT_UNAVAILABLE,
         }
     }
+}
 
-    /// The kind of failure to share with the processes waiting for this one's fetch: the
-    /// failures that the next attempt, a moment later, would very likely repeat.
-    fn shared_failure(&self) -> Option<FailureKind> {
-        match self {
-            Self::Auth(error) if error.is_credentials() => Some(FailureKind::Credentials),
-            Self::Auth(error) if error.is_transient() => Some(FailureKind::Unavailable),
-            _ => None,
+impl CliError {
+    /// The library's error for a run that had `timeout`. Its timeout is reported as the run's:
+    /// the library may have had only what was left of `--timeout` for its last attempt, and
+    /// the user asked for the whole.
+    fn from_library(error: cells_auth::Error, timeout: Duration) -> Self {
+        match error {
+            cells_auth::Error::Timeout { .. } => Self::Timeout { after: timeout },
+            other => Self::Auth(other),
         }
     }
 }
@@ -116,28 +103,12 @@ impl fmt::Display for CliError {
             Self::Config(message) => f.write_str(message),
             // The library's messages never contain the secret or a token.
             Self::Auth(error) => error.fmt(f),
-            Self::RecentFailure(FailureKind::Credentials) => f.write_str(
-                "Aspose Cloud rejected these client credentials moments ago, when another \
-                 cells-auth process asked; check the client ID and secret at the Aspose Cloud \
-                 dashboard (https://dashboard.aspose.cloud/applications)",
-            ),
-            Self::RecentFailure(FailureKind::Unavailable) => f.write_str(
-                "another cells-auth process failed to get a token moments ago: the Aspose Cloud \
-                 token service was unavailable, unreachable or too slow; try again in a few \
-                 seconds",
-            ),
-            Self::OutOfTime { after } => write!(
-                f,
-                "no token within {:.1}s: another cells-auth process was getting one for the \
-                 same credentials all that time; if it is stuck, end it or pass --no-cache",
-                after.as_secs_f64()
-            ),
             Self::Timeout { after } => write!(
                 f,
                 "no token within {:.1}s; the Aspose Cloud token service or the network is slow",
                 after.as_secs_f64()
             ),
-            Self::Io { action, source } => write!(f, "{action}: {source}"),
+            Self::Local { action, source } => write!(f, "{action}: {source}"),
         }
     }
 }
@@ -145,21 +116,6 @@ impl fmt::Display for CliError {
 /// Prints a warning: something went wrong that did not stop the command.
 pub(crate) fn warn(message: &str) {
     eprintln!("cells-auth: warning: {message}");
-}
-
-/// Logs to standard error with `-v` (debug) or `-vv` (trace). Without `-v` nothing is
-/// installed, so the library's own error events do not add lines to the one error line.
-/// `RUST_LOG` is deliberately not read: the verbosity flags are the whole interface.
-fn init_tracing(verbosity: u8) {
-    let directives = match verbosity {
-        0 => return,
-        1 => "warn,cells_auth=debug",
-        _ => "debug,cells_auth=trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(directives))
-        .with_writer(io::stderr)
-        .init();
 }
 
 fn run(command: Command) -> Result<(), CliError> {
@@ -174,142 +130,62 @@ fn run(command: Command) -> Result<(), CliError> {
 /// `cells-auth token`.
 fn token(args: TokenArgs) -> Result<(), CliError> {
     let credentials = Credentials::resolve(&args.credentials)?;
-    // The one deadline of the run, set before anything waits on another process or the
-    // network: waiting for the cache lock and the fetch both end by it. It starts after the
-    // credentials are read, so a secret typed or piped in slowly does not count.
+    // The one deadline of the run, which the library is given whole: waiting for another
+    // process's fetch through the store, and the fetch with its retries, end by it. It starts
+    // after the credentials are read, so a secret typed or piped in slowly does not count.
     let timeout = args.timeout.unwrap_or(cells_auth::DEFAULT_DEADLINE);
     let started = Instant::now();
-    let deadline = started
-        .checked_add(timeout)
-        .unwrap_or_else(|| started + FOREVER);
-    let secret = credentials.client_secret.expose_secret();
-    let base_url = credentials
-        .base_url
-        .as_deref()
-        .unwrap_or(cells_auth::DEFAULT_BASE_URL);
-    let builder = CellsAuth::builder()
+    let time_left = || timeout.saturating_sub(started.elapsed());
+    let mut builder = CellsAuth::builder()
         .client_id(credentials.client_id.as_str())
-        .client_secret(secret)
-        .base_url(base_url);
-    // The provider is built only when a token must be requested: building sets up TLS with
-    // the platform's trust store, which takes about 2 ms, more than all the rest of a run that
-    // the disk cache answers. Skipping it loses no check, because nothing is ever cached for
-    // a configuration that fails to build.
-    let fetch = move |left: Duration| request_token(builder.deadline(left), timeout);
-    let cache = if args.no_cache {
-        None
-    } else {
-        token_cache(&args.location, DiskCache::default_location)
-    };
-    let token = match cache {
-        None => {
-            let left = time_left(deadline).ok_or(CliError::Timeout { after: timeout })?;
-            fetch(left)?
-        }
-        Some(cache) => {
-            let key = CacheKey::new(&cache_key_url(base_url), &credentials.client_id, secret);
-            cache
-                .get_or_fetch(&key, deadline, fetch, CliError::shared_failure)
-                .map_err(|no_token| match no_token {
-                    NoToken::Fetch(error) => error,
-                    NoToken::RecentFailure(kind) => CliError::RecentFailure(kind),
-                    NoToken::OutOfTime => CliError::OutOfTime { after: timeout },
-                })?
-        }
-    };
+        .client_secret(credentials.client_secret.expose_secret())
+        .deadline(timeout);
+    if let Some(base_url) = &credentials.base_url {
+        builder = builder.base_url(base_url.as_str());
+    }
+    let auth = Store::for_token(&args.location, args.no_cache)?
+        .install(builder)
+        .build()
+        .map_err(CliError::Auth)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Local {
+            action: "cannot start the async runtime".to_owned(),
+            source: source.into(),
+        })?;
+    // The library keeps its own deadline; this one also bounds what comes before and around
+    // the fetch (building the provider above, store operations), so `--timeout` holds for the
+    // whole run whatever the store does.
+    // Inside the runtime: a tokio timer can only be made there.
+    let outcome = runtime.block_on(async { tokio::time::timeout(time_left(), auth.token()).await });
+    // A store operation the library gave up on may still run on a blocking thread (a file on a
+    // hung network file system); dropping the runtime would wait for it without end.
+    runtime.shutdown_timeout(time_left());
+    let token = outcome
+        .map_err(|_elapsed| CliError::Timeout { after: timeout })?
+        .map_err(|error| CliError::from_library(error, timeout))?;
     let text = output::render(
         args.format,
-        &token.access_token,
-        token.expires_at_unix,
-        unix_now(),
+        token.secret(),
+        output::unix_seconds(token.expires_at()),
+        output::unix_seconds(std::time::SystemTime::now()),
     );
     print(&text)
 }
 
-/// The base URL as the cache key sees it: normalised as the library normalises it (parsed,
-/// re-serialised, trailing slashes removed), so `https://host/v4.0/` and `https://host/v4.0`
-/// share an entry while any other difference keeps entries apart. A URL that does not parse is
-/// keyed as given: building the provider then fails with the library's message, and nothing
-/// is cached for it.
-fn cache_key_url(raw: &str) -> String {
-    match reqwest::Url::parse(raw.trim()) {
-        Ok(url) => url.as_str().trim_end_matches('/').to_owned(),
-        Err(_) => raw.to_owned(),
-    }
-}
-
-/// Builds the provider and requests a token, on a runtime made for the purpose: a process
-/// that finds its token in the disk cache builds neither. The builder's deadline is what is
-/// left of the command's `timeout`, which a timeout error reports as the time it took.
-fn request_token(builder: CellsAuthBuilder, timeout: Duration) -> Result<CachedToken, CliError> {
-    let auth = builder.build().map_err(CliError::Auth)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Io {
-            action: "cannot start the async runtime".to_owned(),
-            source,
-        })?;
-    let obtained_at_unix = unix_now();
-    let token = runtime
-        .block_on(auth.token())
-        .map_err(|error| match error {
-            cells_auth::Error::Timeout { .. } => CliError::Timeout { after: timeout },
-            other => CliError::Auth(other),
-        })?;
-    Ok(CachedToken {
-        access_token: token.secret().to_owned(),
-        obtained_at_unix,
-        expires_at_unix: unix_seconds(token.expires_at()),
-    })
-}
-
 /// `cells-auth cache clear`.
 fn clear_cache(location: &CacheLocation) -> Result<(), CliError> {
-    let cache = cache_at(location)?;
-    let removed = cache.clear().map_err(|source| CliError::Io {
-        action: format!("cannot clear the token cache in {}", cache.dir().display()),
-        source,
+    let store = Store::for_clear(location)?;
+    let removed = store.clear().map_err(|source| CliError::Local {
+        action: format!("cannot clear the token cache in {}", store.dir().display()),
+        source: source.into(),
     })?;
-    let plural = if removed == 1 { "" } else { "s" };
+    let plural = if removed == 1 { "y" } else { "ies" };
     print(&format!(
-        "removed {removed} cached token{plural} from {}\n",
-        cache.dir().display()
+        "removed {removed} cache entr{plural} from {}\n",
+        store.dir().display()
     ))
-}
-
-/// The cache `token` uses: the one `--cache-dir` names, else `default`'s. Without either (the
-/// platform has no cache directory) a warning says so and the token is fetched without a
-/// cache: the cache saves requests, it is not needed for a token.
-fn token_cache(
-    location: &CacheLocation,
-    default: impl FnOnce() -> Option<DiskCache>,
-) -> Option<DiskCache> {
-    if let Some(dir) = &location.cache_dir {
-        return Some(DiskCache::at(dir.clone()));
-    }
-    let cache = default();
-    if cache.is_none() {
-        warn(
-            "this platform has no cache directory (is HOME set?); requesting a token without \
-             the cache (pass --cache-dir DIR to use one)",
-        );
-    }
-    cache
-}
-
-/// The cache `--cache-dir` names, or the default one.
-fn cache_at(location: &CacheLocation) -> Result<DiskCache, CliError> {
-    match &location.cache_dir {
-        Some(dir) => Ok(DiskCache::at(dir.clone())),
-        None => DiskCache::default_location().ok_or_else(|| {
-            CliError::Config(
-                "this platform has no cache directory (is HOME set?); pass --cache-dir DIR or \
-                 --no-cache"
-                    .to_owned(),
-            )
-        }),
-    }
 }
 
 /// Writes to standard output, reporting a closed pipe as an error instead of panicking as
@@ -319,9 +195,9 @@ fn print(text: &str) -> Result<(), CliError> {
     stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(|source| CliError::Io {
+        .map_err(|source| CliError::Local {
             action: "cannot write to standard output".to_owned(),
-            source,
+            source: source.into(),
         })
 }
 
@@ -355,6 +231,30 @@ mod tests {
         })
     }
 
+    /// The library's timeout for a provider with a `deadline` whose server never answers.
+    fn timed_out(deadline: Duration) -> cells_auth::Error {
+        use cells_auth::testing::{FakeTokenServer, Gate, Reply};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let server = FakeTokenServer::start().await.unwrap();
+            let never = Gate::new();
+            server.push_reply(Reply::token().after(&never));
+            CellsAuth::builder()
+                .client_id(FakeTokenServer::CLIENT_ID)
+                .client_secret(FakeTokenServer::CLIENT_SECRET)
+                .base_url(server.base_url())
+                .deadline(deadline)
+                .build()
+                .unwrap()
+                .token()
+                .await
+                .unwrap_err()
+        })
+    }
+
     fn rejected() -> cells_auth::Error {
         library_error(&[cells_auth::testing::Reply::oauth_error(
             400,
@@ -380,54 +280,37 @@ mod tests {
     }
 
     #[test]
-    fn failures_shared_through_the_cache_keep_their_exit_codes() {
-        // A process's own timeout says nothing about the service: it is not shared, so it
-        // cannot make other processes with longer timeouts give up.
-        let timeout = CliError::Timeout {
-            after: Duration::from_secs(1),
-        };
-        for (error, shared) in [
-            (CliError::Auth(rejected()), Some(FailureKind::Credentials)),
-            (
-                CliError::Auth(unavailable()),
-                Some(FailureKind::Unavailable),
-            ),
-            (timeout, None),
-            (CliError::Config("x".to_owned()), None),
-        ] {
-            assert_eq!(error.shared_failure(), shared, "{error}");
-            // A waiter that reads the marker exits as the process that failed did.
-            if let Some(kind) = shared {
-                assert_eq!(CliError::RecentFailure(kind).exit_code(), error.exit_code());
-            }
-        }
-        let out_of_time = CliError::OutOfTime {
-            after: Duration::from_secs(10),
-        };
-        assert_eq!(out_of_time.exit_code(), 4);
-        assert!(out_of_time.to_string().starts_with("no token within 10.0s"));
+    fn the_library_s_timeout_is_the_run_s_timeout() {
+        // As when the library's last attempt had only what was left of the run's 1.5 s.
+        let last_attempt = timed_out(Duration::from_millis(50));
+        assert!(
+            matches!(last_attempt, cells_auth::Error::Timeout { .. }),
+            "{last_attempt:?}"
+        );
+        let error = CliError::from_library(last_attempt, Duration::from_millis(1500));
+        assert_eq!(error.exit_code(), EXIT_UNAVAILABLE);
+        assert!(
+            error.to_string().starts_with("no token within 1.5s"),
+            "{error}"
+        );
+        let rejected = CliError::from_library(rejected(), Duration::from_secs(1));
+        assert!(matches!(&rejected, CliError::Auth(_)), "{rejected}");
+        assert_eq!(rejected.exit_code(), EXIT_CREDENTIALS);
     }
 
     #[test]
-    fn without_a_cache_directory_the_token_is_fetched_uncached() {
-        let nowhere = CacheLocation { cache_dir: None };
-        assert!(token_cache(&nowhere, || None).is_none());
-        let named = CacheLocation {
-            cache_dir: Some("/tmp/x".into()),
+    fn local_failures_exit_with_1_and_say_what_failed() {
+        let error = CliError::Local {
+            action: "cannot write to standard output".to_owned(),
+            source: io::Error::from(io::ErrorKind::BrokenPipe).into(),
         };
-        let cache = token_cache(&named, || unreachable!("--cache-dir wins"));
-        assert_eq!(cache.unwrap().dir(), std::path::Path::new("/tmp/x"));
-    }
-
-    #[test]
-    fn cache_keys_use_the_normalised_base_url() {
-        let key = cache_key_url("https://api.aspose.cloud/v4.0");
-        assert_eq!(key, "https://api.aspose.cloud/v4.0");
-        assert_eq!(cache_key_url(" https://API.aspose.cloud/v4.0/ "), key);
-        assert_ne!(cache_key_url("https://api.aspose.cloud/v3.0"), key);
-        assert_ne!(cache_key_url("https://api.aspose.cloud:8443/v4.0"), key);
-        assert_ne!(cache_key_url("http://api.aspose.cloud/v4.0"), key);
-        assert_eq!(cache_key_url("not a url"), "not a url");
+        assert_eq!(error.exit_code(), EXIT_LOCAL_FAILURE);
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot write to standard output: "),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What `cells-auth token` prints: the three output formats and RFC 3339 timestamps.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -44,6 +44,13 @@ pub(crate) fn render(format: Format, token: &str, expires_at_unix: u64, now_unix
             text
         }
     }
+}
+
+/// Seconds since the Unix epoch at `time`, rounded down; 0 for a time before 1970 (a clock
+/// set that far back makes every token look long-lived, but is the best there is).
+pub(crate) fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// The latest instant RFC 3339's four-digit years can express, 9999-12-31T23:59:59Z. A server
@@ -109,6 +116,13 @@ mod tests {
                 "expires_at": "2026-11-25T17:00:00Z",
             })
         );
+    }
+
+    #[test]
+    fn unix_seconds_round_down_and_saturate_before_1970() {
+        let time = UNIX_EPOCH + Duration::from_millis(1_999);
+        assert_eq!(unix_seconds(time), 1);
+        assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_secs(5)), 0);
     }
 
     #[test]

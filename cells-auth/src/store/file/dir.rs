@@ -14,7 +14,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::Path;
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
+use rustix::fs::{self as rfs, AtFlags, Dir, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 
 use crate::store::StoreError;
@@ -23,6 +23,8 @@ use crate::store::StoreError;
 const DIR_MODE: u32 = 0o700;
 /// Owner-only files, so that other users cannot even tell when tokens are refreshed.
 const FILE_MODE: u32 = 0o600;
+/// Temporary files are named `.<name>.<16 hex digits>.tmp`, after the file they will replace.
+const TEMP_SUFFIX: &str = ".tmp";
 
 /// An open, checked store directory.
 pub(super) struct PrivateDir {
@@ -126,7 +128,7 @@ impl PrivateDir {
     /// 0600 in this directory, renamed over `name`.
     pub(super) fn write_atomically(&self, name: &str, content: &[u8]) -> Result<(), StoreError> {
         // A random suffix, and `O_EXCL`, so that concurrent writers never share a temporary.
-        let temp = format!(".{name}.{:016x}.tmp", fastrand::u64(..));
+        let temp = format!(".{name}.{:016x}{TEMP_SUFFIX}", fastrand::u64(..));
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rfs::openat(&self.fd, &temp, flags, Mode::from_raw_mode(FILE_MODE))
@@ -168,6 +170,36 @@ impl PrivateDir {
         }
     }
 
+    /// The names of everything in the directory but subdirectories (and names that are not
+    /// UTF-8, which are none of ours).
+    pub(super) fn file_names(&self) -> Result<Vec<String>, StoreError> {
+        let listing_error = |errno| {
+            StoreError::with_source("cannot list the store directory", io::Error::from(errno))
+        };
+        let mut listing = Dir::read_from(&self.fd).map_err(listing_error)?;
+        let mut names = Vec::new();
+        while let Some(entry) = listing.read() {
+            let entry = entry.map_err(listing_error)?;
+            if entry.file_type() == FileType::Directory {
+                continue;
+            }
+            if let Ok(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Removes the name `name` (a symlink itself, never its target); returns whether it was
+    /// there. A directory of that name is left alone (`false`).
+    pub(super) fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        match rfs::unlinkat(&self.fd, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT | Errno::ISDIR) => Ok(false),
+            Err(errno) => Err(file_error("cannot remove", name, errno)),
+        }
+    }
+
     /// The lock file `name`, created empty with mode 0600 if missing, and open for locking.
     /// Lock files are never removed: a process locking a file that another one had just
     /// unlinked would hold a lock nobody else can see.
@@ -188,6 +220,16 @@ impl PrivateDir {
         }
         Ok(File::from(fd))
     }
+}
+
+/// The name of the file that the temporary file `name` was written to replace, if `name` is
+/// one of [`PrivateDir::write_atomically`]'s temporaries.
+pub(super) fn temporary_target(name: &str) -> Option<&str> {
+    let (target, random) = name
+        .strip_prefix('.')?
+        .strip_suffix(TEMP_SUFFIX)?
+        .rsplit_once('.')?;
+    (random.len() == 16 && random.bytes().all(|byte| byte.is_ascii_hexdigit())).then_some(target)
 }
 
 fn is_ours(stat: &Stat) -> bool {

@@ -5,7 +5,7 @@ use std::fs::{File, TryLockError};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::dir::PrivateDir;
+use super::dir::{PrivateDir, temporary_target};
 use super::format::{self, Content};
 use crate::store::{StoreError, StoreKey};
 
@@ -94,12 +94,40 @@ pub(super) fn try_lock(dir: &Path, key: &StoreKey) -> Result<Option<File>, Store
     }
 }
 
+/// Removes every entry file, and every temporary left by a save that never finished; returns
+/// how many entry files it removed. Lock files stay (see `PrivateDir::open_lock_file`), and so
+/// does anything that is not named like one of the store's files.
+pub(super) fn clear(dir: &Path) -> Result<usize, StoreError> {
+    let Some(dir) = PrivateDir::open_existing(dir)? else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for name in dir.file_names()? {
+        if is_entry_name(&name) {
+            removed += usize::from(dir.remove(&name)?);
+        } else if temporary_target(&name).is_some_and(is_entry_name) {
+            // A save still in progress then fails to rename it, which costs that process a
+            // warning and the others one fetch: clearing is rare and asked for.
+            dir.remove(&name)?;
+        }
+    }
+    Ok(removed)
+}
+
 /// The file names of `key`, refusing anything but a plain hex name: keys are made by
 /// cells-auth, but a file name is no place to trust that.
 fn file_name(key: &StoreKey, suffix: &str) -> Result<String, StoreError> {
     let key = key.as_str();
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_key(key) {
         return Err(StoreError::new("a store key is not a short hex name"));
     }
     Ok(format!("{key}{suffix}"))
+}
+
+fn is_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_entry_name(name: &str) -> bool {
+    name.strip_suffix(ENTRY_SUFFIX).is_some_and(is_key)
 }

@@ -358,3 +358,101 @@ fn debug_shows_the_directory() {
         r#"FileStore { dir: "/var/cache/cells-auth" }"#
     );
 }
+
+#[tokio::test]
+async fn clear_removes_the_entries_and_leftover_temporaries_only() {
+    let temp = tempfile::tempdir().unwrap();
+    let other = StoreKey::from_hex("cd".repeat(32));
+    let store = store_with_entry(temp.path(), b"sealed-1").await;
+    store.save(&other, b"sealed-2", HOUR).await.unwrap();
+    let _held = store.try_lock(&key(), HOUR).await.unwrap().unwrap();
+    // What a save that crashed before its rename leaves behind.
+    let leftover = format!(".{}.entry.0123456789abcdef.tmp", key());
+    fs::write(temp.path().join(&leftover), b"torn").unwrap();
+    // Not the store's: similar names, and a directory named like an entry.
+    let kept = [
+        "notes.txt",
+        "xyz.entry",
+        ".notes.entry.0123456789abcdef.tmp",
+    ];
+    for name in kept {
+        fs::write(temp.path().join(name), b"mine").unwrap();
+    }
+    fs::create_dir(temp.path().join(format!("{}.entry", "ef".repeat(32)))).unwrap();
+
+    assert_eq!(store.clear().unwrap(), 2);
+    assert_eq!(store.load(&key()).await.unwrap(), None);
+    assert_eq!(store.load(&other).await.unwrap(), None);
+    let mut left: Vec<String> = fs::read_dir(temp.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut expected: Vec<String> = kept.iter().map(|name| (*name).to_owned()).collect();
+    expected.push(format!("{}.entry", "ef".repeat(32)));
+    expected.push(format!("{}.lock", key()));
+    expected.sort();
+    assert_eq!(left, expected);
+
+    assert_eq!(store.clear().unwrap(), 0);
+    assert_eq!(
+        FileStore::new(temp.path().join("missing"))
+            .unwrap()
+            .clear()
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn clear_removes_a_symlinked_entry_but_never_its_target() {
+    let temp = tempfile::tempdir().unwrap();
+    let elsewhere = temp.path().join("elsewhere");
+    let target_store = store_with_entry(&elsewhere, b"planted").await;
+    let dir = temp.path().join("store");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, Permissions::from_mode(0o700)).unwrap();
+    symlink(entry_path(&elsewhere), entry_path(&dir)).unwrap();
+
+    assert_eq!(store(&dir).clear().unwrap(), 1);
+    assert!(fs::symlink_metadata(entry_path(&dir)).is_err());
+    assert_eq!(
+        target_store.load(&key()).await.unwrap().as_deref(),
+        Some(&b"planted"[..])
+    );
+
+    // Nor is a symlinked store directory followed.
+    let link = temp.path().join("link");
+    symlink(&elsewhere, &link).unwrap();
+    assert!(store(&link).clear().is_err());
+    assert!(entry_path(&elsewhere).exists());
+}
+
+#[tokio::test]
+async fn clear_refuses_a_directory_writable_by_others() {
+    let temp = tempfile::tempdir().unwrap();
+    let store = store_with_entry(temp.path(), b"sealed").await;
+    fs::set_permissions(temp.path(), Permissions::from_mode(0o777)).unwrap();
+    let cleared = store.clear();
+    fs::set_permissions(temp.path(), Permissions::from_mode(0o700)).unwrap();
+    assert!(cleared.is_err());
+    assert!(entry_path(temp.path()).exists());
+}
+
+#[test]
+fn temporaries_are_recognised_by_their_target() {
+    use super::dir::temporary_target;
+    assert_eq!(
+        temporary_target(".abc.entry.0123456789abcdef.tmp"),
+        Some("abc.entry")
+    );
+    for not_one in [
+        "abc.entry.0123456789abcdef.tmp",
+        ".abc.entry.0123456789abcdef",
+        ".abc.entry.0123456789abcdeg.tmp",
+        ".abc.entry.123.tmp",
+        ".tmp",
+    ] {
+        assert_eq!(temporary_target(not_one), None, "{not_one}");
+    }
+}
