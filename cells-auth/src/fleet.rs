@@ -72,13 +72,6 @@ pub(crate) struct Obtained {
     pub(crate) stored: Option<Vec<u8>>,
 }
 
-/// What the store says.
-enum Lookup {
-    Adopt(Obtained),
-    Latched(Error),
-    Miss,
-}
-
 impl Fleet {
     pub(crate) fn new(
         store: Arc<dyn TokenStore>,
@@ -120,9 +113,8 @@ impl Fleet {
             }
         }
         match self.lookup(clock).await {
-            Ok(Lookup::Adopt(obtained)) => return Ok(obtained),
-            Ok(Lookup::Latched(error)) => return Err(error),
-            Ok(Lookup::Miss) => {}
+            Ok(Some(settled)) => return settled,
+            Ok(None) => {}
             Err(error) => return self.alone(clock, error, started, deadline, fetch).await,
         }
         let lease = (deadline / 2).min(MAX_LOCK_LEASE);
@@ -155,9 +147,9 @@ impl Fleet {
             }
             if clock.now() >= stop_waiting {
                 tracing::warn!(
-                    lease_s = lease.as_secs_f64(),
-                    "another process has held the token store's lock for its whole lease; \
-                     fetching without it"
+                    waited_s = lease.mul_f64(1.5).as_secs_f64(),
+                    "another process held the token store's lock all the time this process \
+                     waits for it (one and a half leases of its own deadline); fetching without it"
                 );
                 let fetched = fetch(time_left(clock, started, deadline)).await?;
                 return Ok(self.write(clock, fetched).await);
@@ -167,9 +159,8 @@ impl Fleet {
             // whose holder is simply waiting for its server.)
             tokio::time::sleep(POLL_INTERVAL).await;
             match self.lookup(clock).await {
-                Ok(Lookup::Adopt(obtained)) => return Ok(obtained),
-                Ok(Lookup::Latched(error)) => return Err(error),
-                Ok(Lookup::Miss) => {}
+                Ok(Some(settled)) => return settled,
+                Ok(None) => {}
                 Err(error) => return self.alone(clock, error, started, deadline, fetch).await,
             }
         }
@@ -187,11 +178,9 @@ impl Fleet {
         F: FnOnce(Duration) -> Fut,
         Fut: Future<Output = Result<Fetched, Error>>,
     {
-        match self.lookup(clock).await {
-            Ok(Lookup::Adopt(obtained)) => return Ok(obtained),
-            Ok(Lookup::Latched(error)) => return Err(error),
-            // A store error here costs nothing more than the fetch below.
-            Ok(Lookup::Miss) | Err(_) => {}
+        // A store error here costs nothing more than the fetch below.
+        if let Ok(Some(settled)) = self.lookup(clock).await {
+            return settled;
         }
         match fetch(time_left(clock, started, deadline)).await {
             Ok(fetched) => Ok(self.write(clock, fetched).await),
@@ -223,15 +212,16 @@ impl Fleet {
         })
     }
 
-    /// Reads the token entry, then the failure latch.
-    async fn lookup(&self, clock: &Clock) -> Result<Lookup, StoreError> {
+    /// Reads the token entry, then the failure latch: `Some` when the store settles the
+    /// matter (a token to adopt, or a remembered failure), `None` on a miss.
+    async fn lookup(&self, clock: &Clock) -> Result<Option<Result<Obtained, Error>>, StoreError> {
         let now = clock.system_now();
         if let Some(bytes) = self.op(clock, self.store.load(&self.token_key)).await?
             && let Some(entry) = self.sealer.open_token(&self.token_key, &bytes)
             && let Some(lifetime) = adoptable(&entry, now)
         {
             let Some(header) = crate::token::bearer_header(entry.token.expose_secret()) else {
-                return Ok(Lookup::Miss);
+                return Ok(None);
             };
             tracing::debug!(
                 lifetime_s = lifetime.as_secs(),
@@ -244,19 +234,19 @@ impl Fleet {
                 started: clock.now(),
                 started_system: now,
             };
-            return Ok(Lookup::Adopt(Obtained {
+            return Ok(Some(Ok(Obtained {
                 fetched,
                 stored: Some(bytes),
-            }));
+            })));
         }
         if let Some(bytes) = self.op(clock, self.store.load(&self.latch_key)).await?
             && let Some(latch) = self.sealer.open_latch(&self.latch_key, &bytes)
             && let Ok(left) = latch.until.duration_since(now)
             && !left.is_zero()
         {
-            return Ok(Lookup::Latched(latch_error(latch.kind, left)));
+            return Ok(Some(Err(latch_error(latch.kind, left))));
         }
-        Ok(Lookup::Miss)
+        Ok(None)
     }
 
     /// Writes a fetched token for the fleet; a failure to write only costs the others a fetch.
