@@ -306,12 +306,16 @@ impl Cache {
             });
         };
         let forget = self.lock().forget_stored.take();
-        fleet
-            .obtain(&self.clock, self.retry.deadline, forget, |left| {
-                let retry = RetryPolicy { deadline: left };
-                async move { retry.run(&self.clock, || self.fetcher.fetch_once()).await }
-            })
+        let deadline = self.retry.deadline;
+        let shared = fleet.obtain(&self.clock, deadline, forget, |left| {
+            let retry = RetryPolicy { deadline: left };
+            async move { retry.run(&self.clock, || self.fetcher.fetch_once()).await }
+        });
+        // Store operations have timeouts of their own, which a short deadline must still bound.
+        self.clock
+            .timeout(deadline, shared)
             .await
+            .unwrap_or(Err(Error::Timeout { after: deadline }))
     }
 
     /// A pilot whose drop, before it lands its flight, abandons the flight.
